@@ -1,0 +1,33 @@
+"""Shared fixtures. Data from ``../shared`` is located through ``FEATHERFACE_SHARED``."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+
+def shared_dir() -> Path | None:
+    value = os.environ.get("FEATHERFACE_SHARED")
+    return Path(value) if value else None
+
+
+@pytest.fixture(scope="session")
+def shared() -> Path:
+    """Root of the shared data folder; skip (visibly) when FEATHERFACE_SHARED is unset.
+
+    When the variable is set, a missing file is a failure, not a skip: tests call
+    :func:`shared_file` which asserts existence.
+    """
+    root = shared_dir()
+    if root is None:
+        pytest.skip("FEATHERFACE_SHARED is not set: tests that need ../shared data are skipped")
+    assert root.is_dir(), f"FEATHERFACE_SHARED={root} is not a directory"
+    return root
+
+
+def shared_file(root: Path, rel: str) -> Path:
+    path = root / rel
+    assert path.exists(), f"FEATHERFACE_SHARED is set but {path} is missing"
+    return path
