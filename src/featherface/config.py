@@ -1,0 +1,209 @@
+"""Frozen configuration dataclasses: priors, model architecture and published weights.
+
+Architecture (:class:`ModelConfig`) is kept apart from weights metadata (:class:`WeightsSpec`); a
+:class:`ModelSpec` in the registry pairs them. Every config round-trips through ``to_dict`` /
+``from_dict`` (the ``config.json`` stored next to published weights) and ``from_dict`` rejects unknown
+or missing keys instead of guessing.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any, Literal, Mapping
+
+Arch = Literal["featherface_v1", "featherface_v2_ultra"]
+ARCHS: tuple[str, ...] = ("featherface_v1", "featherface_v2_ultra")
+
+
+def _check_keys(cls: type, data: Mapping[str, Any]) -> None:
+    if not isinstance(data, Mapping):
+        raise TypeError(f"{cls.__name__}.from_dict expects a mapping, got {type(data).__name__}")
+    names = {f.name for f in dataclasses.fields(cls)}
+    required = {
+        f.name
+        for f in dataclasses.fields(cls)
+        if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
+    }
+    unknown = sorted(set(data) - names)
+    missing = sorted(required - set(data))
+    if unknown:
+        raise ValueError(f"{cls.__name__}: unknown config keys {unknown}; known keys: {sorted(names)}")
+    if missing:
+        raise ValueError(f"{cls.__name__}: missing config keys {missing}")
+
+
+@dataclass(frozen=True)
+class PriorConfig:
+    """Anchor (prior) layout.
+
+    ``min_sizes[k]`` are the square anchor sizes in input pixels at pyramid level ``k`` (stride
+    ``steps[k]``); ``variances`` are the box-coding variances (centre, size).
+    """
+
+    min_sizes: tuple[tuple[int, ...], ...] = ((16, 32), (64, 128), (256, 512))
+    steps: tuple[int, ...] = (8, 16, 32)
+    variances: tuple[float, float] = (0.1, 0.2)
+    clip: bool = False
+
+    def __post_init__(self) -> None:
+        if len(self.min_sizes) != len(self.steps):
+            raise ValueError(
+                f"PriorConfig: {len(self.min_sizes)} min_sizes levels but {len(self.steps)} steps"
+            )
+        if any(len(m) == 0 for m in self.min_sizes):
+            raise ValueError("PriorConfig: every level needs at least one anchor size")
+        if any(s <= 0 for s in self.steps) or any(v <= 0 for v in self.variances):
+            raise ValueError("PriorConfig: steps and variances must be positive")
+
+    @property
+    def anchors_per_level(self) -> tuple[int, ...]:
+        """Number of anchors at each location, per level (what the heads must predict)."""
+        return tuple(len(m) for m in self.min_sizes)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "min_sizes": [list(m) for m in self.min_sizes],
+            "steps": list(self.steps),
+            "variances": list(self.variances),
+            "clip": self.clip,
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> PriorConfig:
+        _check_keys(cls, data)
+        return cls(
+            min_sizes=tuple(tuple(int(s) for s in m) for m in data.get("min_sizes", cls.min_sizes)),
+            steps=tuple(int(s) for s in data.get("steps", cls.steps)),
+            variances=tuple(float(v) for v in data.get("variances", cls.variances)),  # type: ignore[arg-type]
+            clip=bool(data.get("clip", False)),
+        )
+
+
+@dataclass(frozen=True)
+class V2UltraTechniques:
+    """Switches for the five "zero-parameter" techniques of V2 Ultra (ARCHITECTURE.md section 3.2).
+
+    Each can be turned off to measure its effect; the defaults are what the shipped model uses.
+    """
+
+    smart_feature_reuse: bool = True
+    attention_multiplication: bool = True
+    progressive_enhancement: bool = True
+    multi_scale_intelligence: bool = True
+    dynamic_weight_sharing: bool = True
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> V2UltraTechniques:
+        _check_keys(cls, data)
+        return cls(**{k: bool(v) for k, v in data.items()})
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """Architecture and preprocessing of one detector variant.
+
+    Attributes:
+        name: registry name (``"v1"``, ``"v2_ultra"``).
+        arch: network family.
+        width: neck width (BiFPN / SSH / head channels).
+        cbam_reduction: CBAM channel-MLP reduction ratio.
+        bifpn_layers: number of stacked BiFPN layers.
+        ssh_groups: conv groups in the V2 Ultra SSH (V1 uses deformable convs, always 1 group).
+        techniques: V2 Ultra technique switches (``None`` for V1).
+        priors: anchor layout; heads read their anchor count from it.
+        mean_bgr: per-channel mean subtracted from the **BGR** 0..255 input; no std scaling.
+    """
+
+    name: str
+    arch: Arch
+    width: int
+    cbam_reduction: int
+    bifpn_layers: int
+    ssh_groups: int = 1
+    techniques: V2UltraTechniques | None = None
+    priors: PriorConfig = field(default_factory=PriorConfig)
+    mean_bgr: tuple[float, float, float] = (104.0, 117.0, 123.0)
+
+    def __post_init__(self) -> None:
+        if self.arch not in ARCHS:
+            raise ValueError(f"ModelConfig: unknown arch {self.arch!r}; known: {list(ARCHS)}")
+        if self.width <= 0 or self.width % 4:
+            raise ValueError(f"ModelConfig: width must be a positive multiple of 4, got {self.width}")
+        if self.cbam_reduction <= 0 or self.bifpn_layers <= 0 or self.ssh_groups <= 0:
+            raise ValueError("ModelConfig: cbam_reduction, bifpn_layers and ssh_groups must be positive")
+        if self.arch == "featherface_v2_ultra" and self.techniques is None:
+            object.__setattr__(self, "techniques", V2UltraTechniques())
+        if self.arch == "featherface_v1" and self.techniques is not None:
+            raise ValueError("ModelConfig: techniques only apply to featherface_v2_ultra")
+        if len(self.priors.steps) != 3:
+            raise ValueError("ModelConfig: FeatherFace networks have exactly 3 pyramid levels")
+        if len(self.mean_bgr) != 3:
+            raise ValueError("ModelConfig: mean_bgr needs 3 values (B, G, R)")
+
+    def replace(self, **changes: Any) -> ModelConfig:
+        """Return a copy with some fields changed (validated again)."""
+        return dataclasses.replace(self, **changes)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "arch": self.arch,
+            "width": self.width,
+            "cbam_reduction": self.cbam_reduction,
+            "bifpn_layers": self.bifpn_layers,
+            "ssh_groups": self.ssh_groups,
+            "techniques": None if self.techniques is None else self.techniques.to_dict(),
+            "priors": self.priors.to_dict(),
+            "mean_bgr": list(self.mean_bgr),
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> ModelConfig:
+        _check_keys(cls, data)
+        tech = data.get("techniques")
+        return cls(
+            name=str(data["name"]),
+            arch=data["arch"],
+            width=int(data["width"]),
+            cbam_reduction=int(data["cbam_reduction"]),
+            bifpn_layers=int(data["bifpn_layers"]),
+            ssh_groups=int(data.get("ssh_groups", 1)),
+            techniques=None if tech is None else V2UltraTechniques.from_dict(tech),
+            priors=PriorConfig.from_dict(data.get("priors", {})),
+            mean_bgr=tuple(float(v) for v in data.get("mean_bgr", (104.0, 117.0, 123.0))),  # type: ignore[arg-type]
+        )
+
+
+@dataclass(frozen=True)
+class WeightsSpec:
+    """Where a model's published weights live and what they must hash to.
+
+    ``revision`` is a Hub commit hash, never a branch name. ``packaged`` names the file inside the
+    wheel (``featherface/weights/``) that is used when the Hub cannot be reached. ``metrics`` holds
+    measured numbers only, keyed by a name that includes the protocol.
+    """
+
+    repo_id: str
+    revision: str
+    filename: str
+    sha256: str
+    num_params: int
+    license: str
+    config_filename: str = "config.json"
+    packaged: str | None = None
+    metrics: Mapping[str, float] = field(default_factory=dict)
+    metrics_protocol: str = ""
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """A registry entry: architecture config, a one-line description and optional weights."""
+
+    name: str
+    config: ModelConfig
+    description: str
+    weights: WeightsSpec | None = None

@@ -1,0 +1,102 @@
+"""Modulated deformable convolution (DCNv2) in pure PyTorch.
+
+Semantics are those of ``torchvision.ops.deform_conv2d`` with one offset group and one weight
+group: for every output location and kernel tap ``k`` the input is sampled bilinearly at the
+regular tap position plus a learned offset ``(dy_k, dx_k)`` (zero outside the image), multiplied by a
+modulation scalar ``m_k``, and the samples are combined with the conv weight. The implementation is
+``grid_sample`` + one matmul, so it runs on any device and exports to ONNX (``GridSample``) without
+torchvision.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+def modulated_deform_conv2d(
+    x: torch.Tensor,
+    offset: torch.Tensor,
+    mask: torch.Tensor,
+    weight: torch.Tensor,
+    bias: torch.Tensor | None = None,
+    *,
+    stride: int = 1,
+    padding: int = 1,
+    dilation: int = 1,
+) -> torch.Tensor:
+    """Modulated deformable conv.
+
+    Args:
+        x: ``[B, C, H, W]`` input.
+        offset: ``[B, 2*K, Ho, Wo]``, for each tap ``k = ky*kw + kx`` the pair ``(dy, dx)`` in pixels.
+        mask: ``[B, K, Ho, Wo]`` modulation scalars.
+        weight: ``[O, C, kh, kw]``.
+        bias: optional ``[O]``.
+
+    Returns:
+        ``[B, O, Ho, Wo]``.
+    """
+    b, c, h, w = x.shape
+    o, cw, kh, kw = weight.shape
+    if cw != c:
+        raise ValueError(f"modulated_deform_conv2d: weight expects {cw} input channels, input has {c}")
+    k = kh * kw
+    ho, wo = offset.shape[-2:]
+    if offset.shape[1] != 2 * k or mask.shape[1] != k:
+        raise ValueError(
+            f"modulated_deform_conv2d: offset needs {2 * k} channels and mask {k}, "
+            f"got {offset.shape[1]} and {mask.shape[1]}"
+        )
+    dev, dt = x.device, x.dtype
+    ys = torch.arange(ho, device=dev, dtype=dt) * stride - padding
+    xs = torch.arange(wo, device=dev, dtype=dt) * stride - padding
+    tap_y = (torch.arange(kh, device=dev, dtype=dt) * dilation).repeat_interleave(kw)  # [K]
+    tap_x = (torch.arange(kw, device=dev, dtype=dt) * dilation).repeat(kh)  # [K]
+    off = offset.reshape(b, k, 2, ho, wo)
+    py = off[:, :, 0] + (tap_y[:, None, None] + ys[None, :, None])  # [B, K, Ho, Wo]
+    px = off[:, :, 1] + (tap_x[:, None, None] + xs[None, None, :])
+    # pixel -> grid_sample coordinates (align_corners=False is exact and safe for size-1 maps)
+    gx = (2.0 * px + 1.0) / w - 1.0
+    gy = (2.0 * py + 1.0) / h - 1.0
+    grid = torch.stack([gx, gy], dim=-1).reshape(b, k * ho, wo, 2)
+    sampled = F.grid_sample(x, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
+    sampled = sampled.reshape(b, c, k, ho, wo) * mask.reshape(b, 1, k, ho, wo)
+    out = torch.matmul(weight.reshape(o, c * k), sampled.reshape(b, c * k, ho * wo))
+    out = out.reshape(b, o, ho, wo)
+    if bias is not None:
+        out = out + bias.reshape(1, o, 1, 1)
+    return out
+
+
+class ModulatedDeformConv2d(nn.Module):
+    """3x3 DCNv2 layer as used in the FeatherFace SSH (stride 1, padding 1, no bias).
+
+    Offsets (``offset``: 3x3 conv, in -> 18, with bias) and modulation (``modulator``: 3x3 conv,
+    in -> 9, with bias; mask = ``2 * sigmoid``) are predicted from the input and zero-initialised, so
+    a fresh layer is exactly a plain 3x3 conv with ``weight``.
+    """
+
+    def __init__(self, cin: int, cout: int, kernel_size: int = 3) -> None:
+        super().__init__()
+        k = kernel_size * kernel_size
+        self.kernel_size = kernel_size
+        self.padding = kernel_size // 2
+        self.offset = nn.Conv2d(cin, 2 * k, kernel_size, 1, self.padding, bias=True)
+        self.modulator = nn.Conv2d(cin, k, kernel_size, 1, self.padding, bias=True)
+        self.weight = nn.Parameter(torch.empty(cout, cin, kernel_size, kernel_size))
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        nn.init.kaiming_uniform_(self.weight, a=math.sqrt(5))  # nn.Conv2d's default
+        for m in (self.offset, self.modulator):
+            nn.init.zeros_(m.weight)
+            nn.init.zeros_(m.bias)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        offset = self.offset(x)
+        mask = 2.0 * torch.sigmoid(self.modulator(x))
+        return modulated_deform_conv2d(x, offset, mask, self.weight, padding=self.padding)

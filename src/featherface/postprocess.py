@@ -1,0 +1,95 @@
+"""Raw network outputs -> detections: softmax, decode, threshold, top-k, NMS. One copy.
+
+Used by :class:`featherface.FaceDetector`, the WIDER FACE evaluation and the ONNX reference tests.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from featherface.box_coder import Variances, decode_boxes, decode_landmarks
+from featherface.ops import nms
+
+
+@dataclass(frozen=True)
+class PostprocessOptions:
+    """Thresholds of the detection pipeline.
+
+    ``score_threshold``: keep faces whose score is strictly greater. ``iou_threshold``: NMS overlap.
+    ``pre_nms_top_k`` / ``max_detections``: caps before / after NMS (``None`` = no cap).
+    ``legacy_plus_one``: "+1" pixel convention in NMS (reference post-processing; used for
+    evaluation parity).
+    """
+
+    score_threshold: float = 0.5
+    iou_threshold: float = 0.4
+    pre_nms_top_k: int | None = 5000
+    max_detections: int | None = 750
+    legacy_plus_one: bool = False
+
+    def __post_init__(self) -> None:
+        if not 0.0 <= self.score_threshold <= 1.0:
+            raise ValueError(f"score_threshold must be in [0, 1], got {self.score_threshold}")
+        if not 0.0 <= self.iou_threshold <= 1.0:
+            raise ValueError(f"iou_threshold must be in [0, 1], got {self.iou_threshold}")
+        for name in ("pre_nms_top_k", "max_detections"):
+            v = getattr(self, name)
+            if v is not None and (not isinstance(v, int) or v <= 0):
+                raise ValueError(f"{name} must be a positive int or None, got {v!r}")
+
+
+@dataclass(frozen=True)
+class RawDetections:
+    """Detections of one image, in **network-input pixels**, descending score.
+
+    ``boxes[K, 4]`` (x1, y1, x2, y2), ``scores[K]``, ``landmarks[K, 10]`` (x0, y0, ..., x4, y4).
+    """
+
+    boxes: torch.Tensor
+    scores: torch.Tensor
+    landmarks: torch.Tensor
+
+
+def postprocess(
+    loc: torch.Tensor,
+    logits: torch.Tensor,
+    landmarks: torch.Tensor,
+    priors: torch.Tensor,
+    variances: Variances,
+    input_size: tuple[int, int],
+    options: PostprocessOptions,
+    *,
+    scores_are_probabilities: bool = False,
+) -> list[RawDetections]:
+    """Decode a batch of raw outputs.
+
+    Args:
+        loc: ``[B, N, 4]`` box offsets. logits: ``[B, N, 2]`` class logits (or probabilities with
+            ``scores_are_probabilities``). landmarks: ``[B, N, 10]`` landmark offsets.
+        priors: ``[N, 4]`` for the network input of ``input_size = (H, W)``.
+
+    Returns:
+        One :class:`RawDetections` per image, coordinates in input pixels (not clipped).
+    """
+    h, w = input_size
+    probs = logits if scores_are_probabilities else torch.softmax(logits, dim=-1)
+    scores_all = probs[..., 1]
+    box_scale = torch.tensor([w, h, w, h], dtype=loc.dtype, device=loc.device)
+    ldm_scale = torch.tensor([w, h] * 5, dtype=loc.dtype, device=loc.device)
+    results = []
+    for b in range(loc.shape[0]):
+        keep = torch.nonzero(scores_all[b] > options.score_threshold).squeeze(1)
+        scores = scores_all[b, keep]
+        order = torch.sort(scores, descending=True, stable=True).indices
+        if options.pre_nms_top_k is not None:
+            order = order[: options.pre_nms_top_k]
+        keep, scores = keep[order], scores[order]
+        pri = priors[keep]
+        boxes = decode_boxes(loc[b, keep], pri, variances) * box_scale
+        pts = decode_landmarks(landmarks[b, keep], pri, variances) * ldm_scale
+        sel = nms(boxes, scores, options.iou_threshold, plus_one=options.legacy_plus_one,
+                  max_output=options.max_detections)
+        results.append(RawDetections(boxes[sel], scores[sel], pts[sel]))
+    return results

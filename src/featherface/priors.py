@@ -1,0 +1,93 @@
+"""Prior (anchor) generation: the only copy, used by inference, training and export.
+
+Priors are ``Tensor[N, 4]`` in ``(cx, cy, w, h)`` form, normalised by the input width/height.
+For level ``k`` with stride ``s`` the feature map is ``ceil(H/s) x ceil(W/s)``; the iteration order
+is level, row ``i``, column ``j``, anchor size, which is also the row order of the network's outputs.
+"""
+
+from __future__ import annotations
+
+import math
+from functools import lru_cache
+
+import torch
+
+from featherface.config import PriorConfig
+
+
+def feature_map_sizes(image_size: tuple[int, int], cfg: PriorConfig) -> list[tuple[int, int]]:
+    """``[(ceil(H/step), ceil(W/step)) for each level]`` for an input of ``(H, W)`` pixels."""
+    h, w = image_size
+    return [(math.ceil(h / s), math.ceil(w / s)) for s in cfg.steps]
+
+
+def num_priors(image_size: tuple[int, int], cfg: PriorConfig) -> int:
+    """Number of priors for an ``(H, W)`` input (16,800 at 640x640 with the default layout)."""
+    return sum(fh * fw * len(m) for (fh, fw), m in zip(feature_map_sizes(image_size, cfg), cfg.min_sizes))
+
+
+@lru_cache(maxsize=64)
+def _priors_cpu(image_size: tuple[int, int], cfg: PriorConfig) -> torch.Tensor:
+    h, w = image_size
+    chunks = []
+    for (fh, fw), step, sizes in zip(feature_map_sizes(image_size, cfg), cfg.steps, cfg.min_sizes):
+        # computed in float64 like the reference (Python floats) then rounded once to float32
+        cy = (torch.arange(fh, dtype=torch.float64) + 0.5) * step / h
+        cx = (torch.arange(fw, dtype=torch.float64) + 0.5) * step / w
+        gy, gx = torch.meshgrid(cy, cx, indexing="ij")  # [fh, fw]
+        a = len(sizes)
+        sw = torch.tensor([s / w for s in sizes], dtype=torch.float64)
+        sh = torch.tensor([s / h for s in sizes], dtype=torch.float64)
+        level = torch.stack(
+            [
+                gx[..., None].expand(fh, fw, a),
+                gy[..., None].expand(fh, fw, a),
+                sw.expand(fh, fw, a),
+                sh.expand(fh, fw, a),
+            ],
+            dim=-1,
+        )  # [fh, fw, a, 4]
+        chunks.append(level.reshape(-1, 4))
+    out = torch.cat(chunks, 0)
+    if cfg.clip:
+        out = out.clamp_(0.0, 1.0)
+    out = out.to(torch.float32)
+    out.requires_grad_(False)
+    return out
+
+
+def generate_priors(
+    image_size: tuple[int, int],
+    cfg: PriorConfig | None = None,
+    *,
+    device: torch.device | str | None = None,
+    dtype: torch.dtype = torch.float32,
+) -> torch.Tensor:
+    """Priors for an input of ``image_size = (H, W)`` pixels.
+
+    Returns:
+        ``Tensor[N, 4]`` of ``(cx, cy, w, h)`` normalised to ``[0, 1]`` by ``(W, H)``. The CPU float32
+        tensor is cached per ``(H, W, cfg)``; treat the result as read-only.
+    """
+    cfg = cfg or PriorConfig()
+    h, w = int(image_size[0]), int(image_size[1])
+    if h <= 0 or w <= 0:
+        raise ValueError(f"generate_priors: image size must be positive, got {(h, w)}")
+    pri = _priors_cpu((h, w), cfg)
+    if device is not None or dtype != torch.float32:
+        pri = pri.to(device=device, dtype=dtype)
+    return pri
+
+
+def priors_like(
+    image_size: tuple[int, int], cfg: PriorConfig, reference: torch.Tensor
+) -> torch.Tensor:
+    """Priors on the device/dtype of ``reference``, cached per device so repeated calls do not copy."""
+    if reference.device.type == "cpu" and reference.dtype == torch.float32:
+        return generate_priors(image_size, cfg)
+    return _priors_on(int(image_size[0]), int(image_size[1]), cfg, str(reference.device), reference.dtype)
+
+
+@lru_cache(maxsize=32)
+def _priors_on(h: int, w: int, cfg: PriorConfig, device: str, dtype: torch.dtype) -> torch.Tensor:
+    return _priors_cpu((h, w), cfg).to(device=device, dtype=dtype)

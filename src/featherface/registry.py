@@ -1,0 +1,68 @@
+"""The table of model variants: ``list_models()``, ``get_spec(name)``, ``build_model(name)``."""
+
+from __future__ import annotations
+
+from torch import nn
+
+from featherface.config import ModelConfig, ModelSpec, PriorConfig, V2UltraTechniques
+
+_V1 = ModelConfig(
+    name="v1",
+    arch="featherface_v1",
+    width=64,
+    cbam_reduction=16,
+    bifpn_layers=3,
+    priors=PriorConfig(),
+)
+
+_V2_ULTRA = ModelConfig(
+    name="v2_ultra",
+    arch="featherface_v2_ultra",
+    width=20,
+    cbam_reduction=128,
+    bifpn_layers=2,
+    ssh_groups=1,
+    techniques=V2UltraTechniques(),
+    priors=PriorConfig(),
+)
+
+_REGISTRY: dict[str, ModelSpec] = {
+    "v1": ModelSpec(
+        name="v1",
+        config=_V1,
+        description="FeatherFace V1 (authors' network): MobileNetV1-0.25, CBAM, BiFPN x3, DCN SSH; 592,371 params",
+    ),
+    "v2_ultra": ModelSpec(
+        name="v2_ultra",
+        config=_V2_ULTRA,
+        description="FeatherFace V2 Ultra: width-20 neck, shared attention, distilled from v1; ~244.5 K params",
+    ),
+}
+
+
+def list_models() -> list[str]:
+    """Names of the registered variants, sorted."""
+    return sorted(_REGISTRY)
+
+
+def get_spec(name: str) -> ModelSpec:
+    """Registry entry for ``name``; ``ValueError`` listing the known names otherwise."""
+    if not isinstance(name, str) or name not in _REGISTRY:
+        raise ValueError(f"unknown model {name!r}; known models: {', '.join(list_models())}")
+    return _REGISTRY[name]
+
+
+def get_config(name: str) -> ModelConfig:
+    return get_spec(name).config
+
+
+def build_model(name_or_config: str | ModelConfig) -> nn.Module:
+    """Randomly initialised network for a registered name or an explicit :class:`ModelConfig`.
+
+    The network's ``forward`` maps ``x[B, 3, H, W]`` (BGR minus ``config.mean_bgr``) to raw
+    ``(loc[B, N, 4], logits[B, N, 2], landmarks[B, N, 10])``.
+    """
+    from featherface.models import create_network
+
+    config = name_or_config if isinstance(name_or_config, ModelConfig) else get_config(name_or_config)
+    return create_network(config)
