@@ -20,6 +20,7 @@ from featherface.models.layers import (
     MobileNetV1,
     channel_deinterleave,
     concat_levels,
+    init_detector_weights,
     fast_normalised_weights,
     resize_to,
 )
@@ -223,6 +224,7 @@ class FeatherFaceV1(nn.Module):
         self.context = nn.ModuleList([DeformSSH(c) for _ in range(3)])
         self.shuffle = nn.ModuleList([ShuffleBlock(c) for _ in range(3)])
         self.heads = nn.ModuleList([DetectionHeads(c, a) for a in config.priors.anchors_per_level])
+        init_detector_weights(self)
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """``x[B, 3, H, W]`` (BGR minus mean) -> ``(loc[B,N,4], logits[B,N,2], landmarks[B,N,10])``."""

@@ -23,6 +23,7 @@ from featherface.models.layers import (
     MobileNetV1,
     channel_shuffle,
     concat_levels,
+    init_detector_weights,
     fast_normalised_weights,
     resize_to,
 )
@@ -240,6 +241,7 @@ class FeatherFaceV2Ultra(nn.Module):
         self.gate = SoftSharingGate(c) if t.dynamic_weight_sharing else None
         self.shuffle_groups = _shuffle_groups(c, 4)
         self.heads = nn.ModuleList([HeadStem(c, a) for a in config.priors.anchors_per_level])
+        init_detector_weights(self)
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """``x[B, 3, H, W]`` (BGR minus mean) -> ``(loc[B,N,4], logits[B,N,2], landmarks[B,N,10])``."""

@@ -89,6 +89,31 @@ class ConvBN(nn.Module):
         return self.act(self.bn(self.conv(x)))
 
 
+def init_detector_weights(model: nn.Module) -> None:
+    """Detection-style initialisation: Kaiming-normal (fan-out) convs, BN to identity, zero biases.
+
+    PyTorch's default conv init shrinks activations through the 14-layer trunk so that a fresh
+    network's outputs barely depend on its input; this keeps the signal alive for training from
+    scratch. Deformable-conv offset and modulation predictors are left at zero (set by their own
+    ``reset_parameters``), so a fresh DCN is still exactly a plain conv.
+    """
+    from featherface.models.deform import ModulatedDeformConv2d
+
+    skip: set[int] = set()
+    for m in model.modules():
+        if isinstance(m, ModulatedDeformConv2d):
+            skip.update({id(m.offset), id(m.modulator)})
+            nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+    for m in model.modules():
+        if isinstance(m, nn.Conv2d) and id(m) not in skip:
+            nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+            if m.bias is not None:
+                nn.init.zeros_(m.bias)
+        elif isinstance(m, nn.BatchNorm2d):
+            nn.init.ones_(m.weight)
+            nn.init.zeros_(m.bias)
+
+
 def resize_to(x: torch.Tensor, ref: torch.Tensor, mode: str = "nearest") -> torch.Tensor:
     """Resample ``x`` to the spatial size of ``ref`` (nearest, or bilinear with align_corners=False)."""
     if mode == "nearest":

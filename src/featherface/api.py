@@ -1,0 +1,304 @@
+"""``load_model`` and :class:`FaceDetector`: preprocess -> network -> decode -> NMS -> :class:`Detection`.
+
+Thread safety: a :class:`FaceDetector` holds no per-call state. Its network runs in eval mode under
+``torch.inference_mode``, options are immutable and per-call overrides are local, so one detector
+may serve concurrent ``detect`` calls from several threads (they share the process's torch threads).
+Do not call ``network.train()`` or change its weights while other threads are detecting.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import math
+import os
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from featherface.config import ModelConfig
+from featherface.io import ColorOrder, ImageInput, load_image
+from featherface.postprocess import PostprocessOptions, RawDetections, postprocess
+from featherface.priors import priors_like
+from featherface.types import Detection
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_MODEL = "v2_ultra"
+
+
+@dataclass(frozen=True)
+class DetectorOptions:
+    """Detection options; the same names are accepted by ``load_model`` and every ``detect`` call.
+
+    Attributes:
+        score_threshold: keep faces with score strictly above this (default 0.5).
+        iou_threshold: NMS IoU threshold (default 0.4).
+        pre_nms_top_k: best candidates kept before NMS (``None``: all).
+        max_detections: faces returned at most, best first (``None``: all).
+        input_size: ``None`` runs at the original size; an ``int`` scales the image (up or down,
+            aspect kept) so its longer side equals it; ``(height, width)`` resizes to exactly that.
+        max_size: if the (scaled) longer side exceeds this, downscale to it (aspect kept).
+        max_input_pixels: refuse network inputs above this many pixels instead of exhausting memory
+            (set ``max_size`` to process huge images at reduced resolution).
+        legacy_nms: the "+1 pixel" NMS convention of the reference evaluation code.
+    """
+
+    score_threshold: float = 0.5
+    iou_threshold: float = 0.4
+    pre_nms_top_k: int | None = 5000
+    max_detections: int | None = 750
+    input_size: int | tuple[int, int] | None = None
+    max_size: int | None = None
+    max_input_pixels: int = 40_000_000
+    legacy_nms: bool = False
+
+    def __post_init__(self) -> None:
+        self.postprocess_options()  # validates thresholds and caps
+        s = self.input_size
+        if s is not None:
+            if isinstance(s, bool) or not (
+                (isinstance(s, int) and s > 0)
+                or (isinstance(s, tuple) and len(s) == 2 and all(isinstance(v, int) and v > 0 for v in s))
+            ):
+                raise ValueError(f"input_size must be None, a positive int or (height, width), got {s!r}")
+        if self.max_size is not None and (not isinstance(self.max_size, int) or self.max_size <= 0):
+            raise ValueError(f"max_size must be a positive int or None, got {self.max_size!r}")
+        if not isinstance(self.max_input_pixels, int) or self.max_input_pixels <= 0:
+            raise ValueError(f"max_input_pixels must be a positive int, got {self.max_input_pixels!r}")
+
+    def updated(self, **overrides: Any) -> DetectorOptions:
+        """Copy with some options changed; unknown names raise ``TypeError`` listing the valid ones."""
+        if not overrides:
+            return self
+        valid = {f.name for f in dataclasses.fields(self)}
+        unknown = sorted(set(overrides) - valid)
+        if unknown:
+            raise TypeError(f"unknown detector option(s) {unknown}; valid options: {sorted(valid)}")
+        if isinstance(overrides.get("input_size"), list):
+            overrides["input_size"] = tuple(overrides["input_size"])
+        return dataclasses.replace(self, **overrides)
+
+    def postprocess_options(self) -> PostprocessOptions:
+        return PostprocessOptions(
+            score_threshold=self.score_threshold,
+            iou_threshold=self.iou_threshold,
+            pre_nms_top_k=self.pre_nms_top_k,
+            max_detections=self.max_detections,
+            legacy_plus_one=self.legacy_nms,
+        )
+
+    def network_size(self, height: int, width: int) -> tuple[int, int]:
+        """Network input ``(h, w)`` for an original image of ``height x width`` pixels."""
+        h, w = height, width
+        s = self.input_size
+        if isinstance(s, tuple):
+            h, w = s
+        elif isinstance(s, int):
+            f = s / max(h, w)
+            h, w = max(1, round(h * f)), max(1, round(w * f))
+        if self.max_size is not None and max(h, w) > self.max_size:
+            f = self.max_size / max(h, w)
+            h, w = max(1, round(h * f)), max(1, round(w * f))
+        if h * w > self.max_input_pixels:
+            raise ValueError(
+                f"image of {width}x{height} pixels would need a {w}x{h} network input, above the "
+                f"max_input_pixels={self.max_input_pixels} memory cap; pass max_size=... (e.g. "
+                f"{int(math.sqrt(self.max_input_pixels))}) to detect at reduced resolution, or raise the cap"
+            )
+        return h, w
+
+
+def default_device() -> torch.device:
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+class FaceDetector:
+    """A face detector: network + weights + detection options.
+
+    Create it with :func:`featherface.load_model`. ``detect`` returns a list of :class:`Detection`
+    with boxes and landmarks in original-image pixels.
+    """
+
+    def __init__(
+        self,
+        network: nn.Module,
+        config: ModelConfig,
+        *,
+        device: str | torch.device | None = None,
+        options: DetectorOptions | None = None,
+        weights_source: str = "random",
+    ) -> None:
+        self.device = torch.device(device) if device is not None else default_device()
+        self.network = network.to(self.device).eval()
+        self.config = config
+        self.options = options or DetectorOptions()
+        self.weights_source = weights_source
+        self._mean = torch.tensor(config.mean_bgr, dtype=torch.float32, device=self.device)
+
+    @property
+    def name(self) -> str:
+        return self.config.name
+
+    @property
+    def backend(self) -> str:
+        """The inference engine in use (``"torch"``)."""
+        return "torch"
+
+    def __repr__(self) -> str:
+        return (
+            f"FaceDetector(model={self.name!r}, backend={self.backend!r}, device={str(self.device)!r}, "
+            f"weights={self.weights_source!r})"
+        )
+
+    # -- preprocessing ---------------------------------------------------------------------------
+    def _prepare(self, image: ImageInput, color: ColorOrder, opts: DetectorOptions) -> tuple[np.ndarray, tuple[int, int]]:
+        """Load one image and resize it for the network; returns (BGR HxWx3 array, original (H, W))."""
+        import cv2
+
+        img = load_image(image, color=color)
+        height, width = img.shape[:2]
+        h, w = opts.network_size(height, width)
+        if (h, w) != (height, width):
+            interp = cv2.INTER_AREA if h * w < height * width else cv2.INTER_LINEAR
+            img = cv2.resize(np.ascontiguousarray(img), (w, h), interpolation=interp)
+        return img, (height, width)
+
+    def _to_tensor(self, imgs: Sequence[np.ndarray]) -> torch.Tensor:
+        """Stack same-size BGR HxWx3 arrays into ``[B, 3, H, W]`` float32, mean subtracted."""
+        batch = np.stack([np.asarray(i, dtype=np.float32) for i in imgs])  # always a fresh copy
+        t = torch.from_numpy(batch).to(self.device, non_blocking=True)
+        t = t - self._mean
+        return t.permute(0, 3, 1, 2).contiguous()
+
+    # -- inference -------------------------------------------------------------------------------
+    def forward_raw(self, batch: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Run the network on a prepared ``[B, 3, H, W]`` tensor; raw ``(loc, logits, landmarks)``."""
+        with torch.inference_mode():
+            return self.network(batch.to(self.device))
+
+    def _decode(
+        self, raw: tuple[torch.Tensor, torch.Tensor, torch.Tensor], size: tuple[int, int], opts: DetectorOptions
+    ) -> list[RawDetections]:
+        loc, logits, ldm = raw
+        priors = priors_like(size, self.config.priors, loc)
+        return postprocess(loc, logits, ldm, priors, self.config.priors.variances, size, opts.postprocess_options())
+
+    @staticmethod
+    def _to_detections(raw: RawDetections, net_size: tuple[int, int], orig: tuple[int, int]) -> list[Detection]:
+        (h, w), (height, width) = net_size, orig
+        sx, sy = width / w, height / h
+        boxes = raw.boxes.detach().cpu().double().numpy()
+        pts = raw.landmarks.detach().cpu().double().numpy().reshape(-1, 5, 2)
+        scores = raw.scores.detach().cpu().double().numpy()
+        boxes[:, 0::2] = np.clip(boxes[:, 0::2] * sx, 0.0, width)
+        boxes[:, 1::2] = np.clip(boxes[:, 1::2] * sy, 0.0, height)
+        pts[..., 0] *= sx
+        pts[..., 1] *= sy
+        return [
+            Detection(
+                box=(float(b[0]), float(b[1]), float(b[2]), float(b[3])),
+                score=float(s),
+                landmarks=tuple((float(x), float(y)) for x, y in p),  # type: ignore[arg-type]
+            )
+            for b, s, p in zip(boxes, scores, pts)
+        ]
+
+    def detect(self, image: ImageInput, *, color: ColorOrder = "rgb", **options: Any) -> list[Detection]:
+        """Detect faces in one image.
+
+        Args:
+            image: path, encoded bytes, numpy array (``H x W x 3``/``x4``, ``H x W``, uint8 or float in
+                ``[0, 1]``), PIL image or torch tensor ``3 x H x W``; see :mod:`featherface.io`.
+            color: channel order of numpy arrays and tensors: ``"rgb"`` (default) or ``"bgr"``
+                (OpenCV frames). Ignored for files, bytes and PIL images.
+            **options: per-call overrides of :class:`DetectorOptions` (e.g. ``score_threshold=0.7``).
+
+        Returns:
+            Faces sorted by descending score; boxes and landmarks in original-image pixels.
+        """
+        if type(image).__module__.startswith("torch") and getattr(image, "ndim", 0) == 4 and image.shape[0] != 1:
+            raise ValueError(f"detect() takes one image; got a batch tensor of shape {tuple(image.shape)}, use detect_batch")
+        return self.detect_batch([image], color=color, **options)[0]
+
+    __call__ = detect
+
+    def detect_batch(
+        self, images: Iterable[ImageInput] | torch.Tensor, *, color: ColorOrder = "rgb", **options: Any
+    ) -> list[list[Detection]]:
+        """Detect faces in several images (any mix of sizes and input types).
+
+        Images whose network input has the same size run as one batch; the result equals
+        ``[detect(img) for img in images]``. A ``B x 3 x H x W`` tensor is split into its images.
+        """
+        opts = self.options.updated(**options)
+        if isinstance(images, torch.Tensor):
+            if images.ndim != 4:
+                raise ValueError(f"detect_batch expects a B x 3 x H x W tensor or a list of images, got shape {tuple(images.shape)}")
+            images = list(images)
+        elif isinstance(images, (str, bytes, np.ndarray)) or not isinstance(images, Iterable):
+            raise TypeError("detect_batch expects a list (or other iterable) of images")
+        prepared = [self._prepare(img, color, opts) for img in images]
+        results: list[list[Detection] | None] = [None] * len(prepared)
+        groups: dict[tuple[int, int], list[int]] = {}
+        for i, (img, _) in enumerate(prepared):
+            groups.setdefault(img.shape[:2], []).append(i)
+        for size, idx in groups.items():
+            raw = self.forward_raw(self._to_tensor([prepared[i][0] for i in idx]))
+            for i, det in zip(idx, self._decode(raw, size, opts)):
+                results[i] = self._to_detections(det, size, prepared[i][1])
+        return [r if r is not None else [] for r in results]
+
+
+def load_model(
+    name: str | None = None,
+    *,
+    device: str | torch.device | None = None,
+    weights: str | os.PathLike | None = None,
+    revision: str | None = None,
+    cache_dir: str | os.PathLike | None = None,
+    local_files_only: bool = False,
+    pretrained: bool = True,
+    **options: Any,
+) -> FaceDetector:
+    """Create a :class:`FaceDetector`.
+
+    Args:
+        name: a registered model (:func:`featherface.list_models`), default ``"v2_ultra"``. May be
+            ``None`` when ``weights`` is a folder with its own ``config.json``.
+        device: ``"cpu"``, ``"cuda"``, ``"cuda:1"``...; default CUDA when available, else CPU.
+        weights: your own weights: a ``.safetensors`` file or a folder with ``config.json`` +
+            ``model.safetensors``. Default: the published weights (Hub, then packaged copy).
+        revision: a Hub commit other than the pinned one (its hash is then not verified).
+        cache_dir: Hugging Face cache folder (default ``HF_HOME``/``HF_HUB_CACHE``).
+        local_files_only: never touch the network (the cache, then the packaged copy).
+        pretrained: ``False`` gives a randomly initialised network (tests, training from scratch).
+        **options: :class:`DetectorOptions` defaults for this detector.
+
+    Raises:
+        ValueError: unknown model name or option value. featherface.hub.WeightsError (and its
+        subclasses for hash or config mismatches): weights missing, corrupt or not matching.
+    """
+    from featherface.hub import load_weights_into, resolve_weights
+    from featherface.registry import get_spec
+    from featherface.models import create_network
+
+    opts = DetectorOptions().updated(**options)
+    if name is None and weights is None:
+        name = DEFAULT_MODEL
+    spec = get_spec(name) if name is not None else None
+    if not pretrained:
+        if weights is not None:
+            raise ValueError("pretrained=False builds a random network; do not pass weights= with it")
+        assert spec is not None
+        return FaceDetector(create_network(spec.config), spec.config, device=device, options=opts)
+    resolved = resolve_weights(spec, weights=weights, revision=revision, cache_dir=cache_dir,
+                               local_files_only=local_files_only)
+    network = create_network(resolved.config)
+    load_weights_into(network, resolved.model_file)
+    logger.info("featherface: loaded %s weights from %s (%s)", resolved.config.name, resolved.model_file, resolved.source)
+    return FaceDetector(network, resolved.config, device=device, options=opts, weights_source=resolved.source)

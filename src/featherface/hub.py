@@ -1,0 +1,287 @@
+"""Weights resolution: explicit path -> Hugging Face Hub (pinned, cached, offline-aware) -> packaged copy.
+
+Published weights are a folder with ``config.json`` (a :class:`featherface.config.ModelConfig`) and
+``model.safetensors``. For a registered model:
+
+1. ``weights=`` given: a ``.safetensors`` file (the registered config is used) or a folder holding
+   ``config.json`` + ``model.safetensors``. These are the caller's own files; their hash is checked
+   only against an explicit ``sha256=``.
+2. Otherwise the Hub repo and **commit** pinned in the registry are fetched through
+   ``huggingface_hub`` (its cache, ``HF_HOME``/``cache_dir``, ``HF_HUB_OFFLINE`` and
+   ``local_files_only`` are honoured).
+3. If the Hub cannot be reached (no network, offline mode without a cached copy), the copy packaged
+   inside the wheel (``featherface/weights/<name>/``) is used and a warning is logged.
+
+The sha256 of ``model.safetensors`` is verified on the Hub and packaged paths; a mismatch raises
+:class:`WeightsIntegrityError` and never falls back. ``config.json`` must equal the registered config.
+Only safetensors files are ever deserialised, and loading is strict.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import torch
+from torch import nn
+
+from featherface.config import ModelConfig, ModelSpec
+
+logger = logging.getLogger(__name__)
+
+WeightsSource = Literal["explicit", "hub", "packaged", "random"]
+MODEL_FILENAME = "model.safetensors"
+CONFIG_FILENAME = "config.json"
+
+
+class WeightsError(RuntimeError):
+    """Weights could not be found or loaded (the message says which file and why)."""
+
+
+class WeightsIntegrityError(WeightsError):
+    """A weights file does not have the registered sha256 (corrupt or tampered)."""
+
+
+class ConfigMismatchError(WeightsError):
+    """A ``config.json`` next to the weights does not describe the registered architecture."""
+
+
+@dataclass(frozen=True)
+class ResolvedWeights:
+    """Where the weights of one load came from."""
+
+    model_file: Path
+    config: ModelConfig
+    source: WeightsSource
+    sha256: str
+
+
+def sha256_file(path: str | os.PathLike) -> str:
+    """Hex sha256 of a file, streamed."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def packaged_weights_dir() -> Path:
+    """Folder inside the installed package that holds the packaged weights."""
+    return Path(__file__).resolve().parent / "weights"
+
+
+def _read_config(path: Path) -> ModelConfig:
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError) as exc:
+        raise ConfigMismatchError(f"{path}: unreadable config.json ({exc})") from exc
+    try:
+        return ModelConfig.from_dict(data)
+    except (TypeError, ValueError, KeyError) as exc:
+        raise ConfigMismatchError(f"{path}: invalid model config ({exc})") from exc
+
+
+def _check_config(found: ModelConfig, expected: ModelConfig | None, where: Path) -> ModelConfig:
+    if expected is not None and found != expected:
+        diff = {
+            k: (v, expected.to_dict()[k]) for k, v in found.to_dict().items() if expected.to_dict()[k] != v
+        }
+        raise ConfigMismatchError(
+            f"{where}: config does not match the registered model {expected.name!r}; "
+            f"differences (found, registered): {diff}"
+        )
+    return found
+
+
+def _verify(path: Path, expected_sha256: str | None) -> str:
+    digest = sha256_file(path)
+    if expected_sha256 is not None and digest != expected_sha256.lower():
+        raise WeightsIntegrityError(
+            f"{path}: sha256 {digest} does not match the registered {expected_sha256}; "
+            "the file is corrupt or has been modified (delete it to download it again)"
+        )
+    return digest
+
+
+def _resolve_explicit(weights: str | os.PathLike, expected: ModelConfig | None, sha256: str | None) -> ResolvedWeights:
+    p = Path(weights).expanduser()
+    if not p.exists():
+        raise WeightsError(f"weights not found: {p}")
+    if p.is_dir():
+        model_file, cfg_file = p / MODEL_FILENAME, p / CONFIG_FILENAME
+        if not model_file.is_file():
+            raise WeightsError(f"{p}: folder has no {MODEL_FILENAME}")
+        if cfg_file.is_file():
+            config = _check_config(_read_config(cfg_file), expected, cfg_file)
+        elif expected is not None:
+            config = expected
+        else:
+            raise WeightsError(f"{p}: folder has no {CONFIG_FILENAME} and no model name was given")
+    else:
+        model_file = p
+        if expected is None:
+            raise WeightsError(f"{p}: a bare weights file needs a model name (or pass a folder with config.json)")
+        config = expected
+    if model_file.suffix != ".safetensors":
+        raise WeightsError(f"{model_file}: only .safetensors weights are loaded (pickled checkpoints are not)")
+    return ResolvedWeights(model_file, config, "explicit", _verify(model_file, sha256))
+
+
+def _hub_errors() -> tuple[type[BaseException], ...]:
+    """Exceptions that mean "the Hub is unreachable here", which allow the packaged fallback."""
+    from huggingface_hub import errors
+
+    found: list[type[BaseException]] = [OSError]
+    try:  # huggingface_hub < 1.0 speaks HTTP through requests, newer releases through httpx
+        import requests
+
+        found.append(requests.exceptions.RequestException)
+    except ImportError:
+        pass
+    for name in ("LocalEntryNotFoundError", "OfflineModeIsEnabled", "HfHubHTTPError"):
+        cls = getattr(errors, name, None)
+        if cls is not None:
+            found.append(cls)
+    import importlib
+
+    for mod_name in ("httpx", "httpx2"):  # the HTTP client depends on the huggingface_hub release
+        try:
+            found.append(importlib.import_module(mod_name).HTTPError)
+        except (ImportError, AttributeError):
+            pass
+    return tuple(found)
+
+
+def _resolve_hub(
+    spec: ModelSpec, revision: str | None, cache_dir: str | os.PathLike | None, local_files_only: bool
+) -> ResolvedWeights:
+    from huggingface_hub import hf_hub_download
+
+    w = spec.weights
+    assert w is not None
+    kw: dict[str, Any] = {
+        "repo_id": w.repo_id,
+        "revision": revision or w.revision,
+        "cache_dir": None if cache_dir is None else str(cache_dir),
+        "local_files_only": local_files_only,
+    }
+    cfg_path = Path(hf_hub_download(filename=w.config_filename, **kw))
+    model_path = Path(hf_hub_download(filename=w.filename, **kw))
+    config = _check_config(_read_config(cfg_path), spec.config, cfg_path)
+    # a revision other than the pinned one is the caller's choice: its hash is not registered
+    expected = w.sha256 if revision in (None, w.revision) else None
+    return ResolvedWeights(model_path, config, "hub", _verify(model_path, expected))
+
+
+def _resolve_packaged(spec: ModelSpec) -> ResolvedWeights:
+    w = spec.weights
+    assert w is not None
+    if not w.packaged:
+        raise WeightsError(f"model {spec.name!r} has no packaged weights")
+    folder = packaged_weights_dir() / w.packaged  # an absolute ``packaged`` path is used as is
+    model_file, cfg_file = folder / MODEL_FILENAME, folder / CONFIG_FILENAME
+    if not model_file.is_file() or not cfg_file.is_file():
+        raise WeightsError(f"packaged weights for {spec.name!r} are missing from {folder}")
+    config = _check_config(_read_config(cfg_file), spec.config, cfg_file)
+    return ResolvedWeights(model_file, config, "packaged", _verify(model_file, w.sha256))
+
+
+def resolve_weights(
+    spec: ModelSpec | None,
+    *,
+    weights: str | os.PathLike | None = None,
+    revision: str | None = None,
+    cache_dir: str | os.PathLike | None = None,
+    local_files_only: bool = False,
+    sha256: str | None = None,
+) -> ResolvedWeights:
+    """Find the weights file for ``spec`` following the order in the module docstring."""
+    if weights is not None:
+        return _resolve_explicit(weights, None if spec is None else spec.config, sha256)
+    if spec is None:
+        raise WeightsError("no model name and no weights path given")
+    if spec.weights is None:
+        raise WeightsError(
+            f"model {spec.name!r} has no published weights yet; pass weights=PATH to load your own "
+            "or pretrained=False for a randomly initialised network"
+        )
+    try:
+        return _resolve_hub(spec, revision, cache_dir, local_files_only)
+    except WeightsError:
+        raise
+    except _hub_errors() as exc:
+        if revision not in (None, spec.weights.revision):
+            raise WeightsError(f"cannot fetch revision {revision!r} of {spec.weights.repo_id}: {exc}") from exc
+        logger.warning(
+            "featherface: could not get %s from the Hugging Face Hub (%s: %s); using the packaged copy",
+            spec.name, type(exc).__name__, str(exc).splitlines()[0] if str(exc) else "",
+        )
+        try:
+            return _resolve_packaged(spec)
+        except WeightsIntegrityError:
+            raise
+        except WeightsError as packaged_exc:
+            raise WeightsError(f"{packaged_exc}; and the Hub was unreachable: {exc}") from exc
+
+
+def load_state_dict_file(path: str | os.PathLike) -> dict[str, torch.Tensor]:
+    """Deserialise a safetensors file (and nothing else) on the CPU."""
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    p = Path(path)
+    if p.suffix != ".safetensors":
+        raise WeightsError(f"{p}: only .safetensors weights are loaded")
+    try:
+        return load_file(str(p), device="cpu")
+    except (SafetensorError, OSError, ValueError) as exc:
+        raise WeightsError(f"{p}: not a valid safetensors file ({exc})") from exc
+
+
+def load_weights_into(model: nn.Module, path: str | os.PathLike) -> None:
+    """Strictly load a safetensors state dict into ``model``; nothing is loaded on any mismatch."""
+    state = load_state_dict_file(path)
+    target = model.state_dict()
+    missing = sorted(set(target) - set(state))
+    unexpected = sorted(set(state) - set(target))
+    shapes = [k for k in set(state) & set(target) if tuple(state[k].shape) != tuple(target[k].shape)]
+    if missing or unexpected or shapes:
+        raise WeightsError(
+            f"{path}: weights do not fit the network: {len(missing)} missing (e.g. {missing[:3]}), "
+            f"{len(unexpected)} unexpected (e.g. {unexpected[:3]}), {len(shapes)} with wrong shapes "
+            f"(e.g. {sorted(shapes)[:3]})"
+        )
+    model.load_state_dict(state, strict=True)
+
+
+def save_weights_folder(model: nn.Module, config: ModelConfig, folder: str | os.PathLike,
+                        metadata: dict[str, str] | None = None) -> str:
+    """Write ``config.json`` + ``model.safetensors`` into ``folder``; returns the weights' sha256."""
+    from safetensors.torch import save_file
+
+    out = Path(folder)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / CONFIG_FILENAME).write_text(json.dumps(config.to_dict(), indent=2) + "\n", encoding="utf-8")
+    state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+    save_file(state, str(out / MODEL_FILENAME), metadata={"format": "pt", **(metadata or {})})
+    return sha256_file(out / MODEL_FILENAME)
+
+
+def download_weights(
+    names: list[str], *, cache_dir: str | os.PathLike | None = None
+) -> dict[str, ResolvedWeights]:
+    """Fetch the pinned weights of ``names`` into the Hub cache (for air-gapped machines)."""
+    from featherface.registry import get_spec
+
+    out = {}
+    for name in names:
+        spec = get_spec(name)
+        if spec.weights is None:
+            raise WeightsError(f"model {name!r} has no published weights")
+        out[name] = _resolve_hub(spec, None, cache_dir, False)
+    return out
