@@ -39,6 +39,8 @@ _REGISTRY: dict[str, ModelSpec] = {
     ),
 }
 
+_BUILTIN = frozenset(_REGISTRY)
+
 
 def list_models() -> list[str]:
     """Names of the registered variants, sorted."""
@@ -66,3 +68,21 @@ def build_model(name_or_config: str | ModelConfig) -> nn.Module:
 
     config = name_or_config if isinstance(name_or_config, ModelConfig) else get_config(name_or_config)
     return create_network(config)
+
+
+def register_model(spec: ModelSpec, *, overwrite: bool = False) -> None:
+    """Add a variant (e.g. your own trained weights published on the Hub) to the registry."""
+    if not isinstance(spec, ModelSpec):
+        raise TypeError(f"register_model expects a ModelSpec, got {type(spec).__name__}")
+    if spec.name != spec.config.name:
+        raise ValueError(f"spec name {spec.name!r} differs from its config name {spec.config.name!r}")
+    if spec.name in _REGISTRY and not overwrite:
+        raise ValueError(f"model {spec.name!r} is already registered (pass overwrite=True to replace it)")
+    _REGISTRY[spec.name] = spec
+
+
+def unregister_model(name: str) -> None:
+    """Remove a variant added with :func:`register_model`."""
+    if name in _BUILTIN:
+        raise ValueError(f"cannot unregister the built-in model {name!r}")
+    _REGISTRY.pop(name, None)
