@@ -1,0 +1,432 @@
+"""Training augmentation, as specified in ARCHITECTURE.md section 2.6 (the authors' RetinaFace recipe).
+
+Pure NumPy + OpenCV. Every random draw comes from the :class:`numpy.random.Generator` passed in, so a
+transform is a deterministic function of its inputs and the generator's state; nothing here touches a
+global random state. No function modifies the arrays it is given: results are always new arrays.
+
+Conventions
+-----------
+* Images are ``uint8`` BGR, ``H x W x 3`` (OpenCV order), until the final float conversion.
+* Coordinates are continuous pixel coordinates: pixel ``(row i, column j)`` covers ``[j, j+1) x [i, i+1)``,
+  so an image of width ``W`` spans ``x`` in ``[0, W]``. There is no "+1" width convention anywhere.
+* ``boxes`` are ``float32 [N, 4]`` ``(x1, y1, x2, y2)``; ``landmarks`` are ``float32 [N, 5, 2]`` ``(x, y)``
+  in the order left eye, right eye, nose, left mouth corner, right mouth corner ("left" = smaller ``x`` in
+  the image for a frontal face); ``has_landmarks`` is ``bool [N]``; landmarks of faces without landmark
+  annotations are zeros.
+* Target rows (the output of :class:`TrainTransform` / :class:`EvalTransform`, read by the loss):
+  ``float32 [M, 15]`` -- columns 0-3 the box ``x1, y1, x2, y2`` divided by the final (cropped or padded)
+  image width/height, so in ``[0, 1]``; columns 4-13 the landmarks ``x0, y0, ..., x4, y4`` normalised the
+  same way (zeros when absent); column 14 the label, ``1.0`` for a face with landmarks and ``-1.0`` for a
+  face without.
+
+Pipeline of :class:`TrainTransform` (section 2.6): random square crop (:func:`random_crop`) ->
+photometric distortion (:func:`photometric_distort`) -> pad to square, only if the crop failed
+(:func:`pad_to_square`) -> horizontal mirror with p = 0.5 (:func:`mirror`) -> resize with a random
+interpolation (:func:`resize`) -> float32, subtract the BGR mean, HWC -> CHW; targets normalised by the
+width/height of the image just before the resize.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+
+__all__ = [
+    "CROP_SCALES",
+    "INTERPOLATIONS",
+    "MEAN_BGR",
+    "TARGET_DIM",
+    "EvalTransform",
+    "TrainTransform",
+    "build_targets",
+    "mirror",
+    "pad_to_square",
+    "photometric_distort",
+    "random_crop",
+    "resize",
+]
+
+logger = logging.getLogger(__name__)
+
+#: Crop side as a fraction of the image's short side (section 2.6, step 1).
+CROP_SCALES: tuple[float, ...] = (0.3, 0.45, 0.6, 0.8, 1.0)
+#: Mean colour subtracted from the network input, BGR order (section 2.5).
+MEAN_BGR: tuple[float, float, float] = (104.0, 117.0, 123.0)
+#: Interpolations :func:`resize` chooses from, uniformly (section 2.6, step 5).
+INTERPOLATIONS: tuple[int, ...] = (
+    cv2.INTER_LINEAR,
+    cv2.INTER_CUBIC,
+    cv2.INTER_AREA,
+    cv2.INTER_NEAREST,
+    cv2.INTER_LANCZOS4,
+)
+#: Width of a target row: 4 box + 10 landmark coordinates + 1 label.
+TARGET_DIM = 15
+
+_SWAP = np.array([1, 0, 2, 4, 3])  # mirror: left eye <-> right eye, left mouth <-> right mouth
+
+
+# --------------------------------------------------------------------------------------------- checks
+
+
+def _check_image(image: np.ndarray) -> np.ndarray:
+    image = np.asarray(image)
+    if image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] != 3:
+        raise ValueError(f"image must be uint8 HxWx3 (BGR), got {image.dtype} {image.shape}")
+    if image.shape[0] == 0 or image.shape[1] == 0:
+        raise ValueError(f"image is empty: {image.shape}")
+    return image
+
+
+def _copy_annotations(
+    boxes: np.ndarray, landmarks: np.ndarray, has_landmarks: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Validated float32/bool copies (never views of the caller's arrays)."""
+    boxes = np.array(boxes, dtype=np.float32, copy=True).reshape(-1, 4)
+    landmarks = np.array(landmarks, dtype=np.float32, copy=True).reshape(-1, 5, 2)
+    has_landmarks = np.array(has_landmarks, dtype=bool, copy=True).reshape(-1)
+    if not (len(boxes) == len(landmarks) == len(has_landmarks)):
+        raise ValueError(
+            f"boxes ({len(boxes)}), landmarks ({len(landmarks)}) and has_landmarks ({len(has_landmarks)}) "
+            "must have the same length"
+        )
+    landmarks[~has_landmarks] = 0.0
+    return boxes, landmarks, has_landmarks
+
+
+# ----------------------------------------------------------------------------------------------- crop
+
+
+def random_crop(
+    image: np.ndarray,
+    boxes: np.ndarray,
+    landmarks: np.ndarray,
+    has_landmarks: np.ndarray,
+    rng: np.random.Generator,
+    scales: Sequence[float] = CROP_SCALES,
+    max_tries: int = 250,
+    min_face: float = 0.0,
+    *,
+    out_size: int | None = None,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, bool]:
+    """Random square crop (section 2.6, step 1).
+
+    Up to ``max_tries`` times: draw ``s`` uniformly from ``scales``, take a square of side
+    ``int(s * min(W, H))`` at a uniformly random integer position inside the image (left in
+    ``[0, W - side]``, top in ``[0, H - side]``), and accept it only if at least one GT box lies fully
+    inside it (IoF = 1). In an accepted crop the GTs whose centres lie strictly inside are kept, their boxes
+    are clipped to the crop and shifted into its frame; landmarks are shifted and clamped to
+    ``[0, side]``. Faces whose clipped box is not larger than ``min_face`` (short side, measured at the
+    training scale ``side -> out_size`` when ``out_size`` is given, else in crop pixels) are then dropped;
+    ``min_face = 0`` (the authors' setting) keeps every face. A crop left with no face is rejected too.
+
+    Args:
+        image: ``uint8 [H, W, 3]``.
+        boxes: ``[N, 4]`` pixels ``(x1, y1, x2, y2)``; landmarks ``[N, 5, 2]``; has_landmarks ``[N]``.
+        rng: source of every random draw.
+
+    Returns:
+        ``(image, boxes, landmarks, has_landmarks, pad_needed)``. When all tries fail (always, for an image
+        without faces) this is a copy of the inputs and ``pad_needed`` is ``True``: the caller pads the
+        image to a square later (:func:`pad_to_square`). Landmarks of faces without landmarks stay zero.
+    """
+    image = _check_image(image)
+    boxes, landmarks, has_landmarks = _copy_annotations(boxes, landmarks, has_landmarks)
+    if max_tries < 0:
+        raise ValueError(f"max_tries must be >= 0, got {max_tries}")
+    scale_choices = np.asarray(scales, dtype=np.float64)
+    if (
+        scale_choices.ndim != 1
+        or len(scale_choices) == 0
+        or np.any(scale_choices <= 0)
+        or np.any(scale_choices > 1)
+    ):
+        raise ValueError(f"scales must be a non-empty sequence of values in (0, 1], got {scales!r}")
+    height, width = image.shape[:2]
+    short = min(width, height)
+    if len(boxes) == 0:
+        return image.copy(), boxes, landmarks, has_landmarks, True
+
+    centres = (boxes[:, :2] + boxes[:, 2:]) / 2
+    for _ in range(max_tries):
+        scale = float(scale_choices[rng.integers(len(scale_choices))])
+        side = max(1, int(scale * short))
+        left = int(rng.integers(0, width - side + 1))
+        top = int(rng.integers(0, height - side + 1))
+        lo = np.array([left, top], dtype=np.float32)
+        hi = np.array([left + side, top + side], dtype=np.float32)
+
+        inside = np.all(boxes[:, :2] >= lo, axis=1) & np.all(boxes[:, 2:] <= hi, axis=1)
+        if not inside.any():
+            continue
+        keep = np.all((centres > lo) & (centres < hi), axis=1)
+        if not keep.any():
+            continue
+        new_boxes = boxes[keep].copy()
+        new_boxes[:, :2] = np.maximum(new_boxes[:, :2], lo) - lo
+        new_boxes[:, 2:] = np.minimum(new_boxes[:, 2:], hi) - lo
+        new_landmarks = np.clip(landmarks[keep] - lo, 0.0, float(side))
+        new_has = has_landmarks[keep].copy()
+        new_landmarks[~new_has] = 0.0
+
+        face_side = np.minimum(new_boxes[:, 2] - new_boxes[:, 0], new_boxes[:, 3] - new_boxes[:, 1])
+        if out_size is not None:
+            face_side = face_side * (out_size / side)
+        big = face_side > min_face
+        if not big.any():
+            continue
+        crop = image[top : top + side, left : left + side].copy()
+        return crop, new_boxes[big], new_landmarks[big], new_has[big], False
+    return image.copy(), boxes, landmarks, has_landmarks, True
+
+
+# ---------------------------------------------------------------------------------------- photometric
+
+
+def _affine(channel: np.ndarray, alpha: float = 1.0, beta: float = 0.0) -> np.ndarray:
+    """``clip(channel * alpha + beta, 0, 255)`` truncated back to uint8 (the reference's ``_convert``)."""
+    out = channel.astype(np.float32) * np.float32(alpha) + np.float32(beta)
+    return np.clip(out, 0.0, 255.0).astype(np.uint8)
+
+
+def _brightness(image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    if rng.integers(2):
+        return _affine(image, beta=rng.uniform(-32.0, 32.0))
+    return image
+
+
+def _contrast(image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    if rng.integers(2):
+        return _affine(image, alpha=rng.uniform(0.5, 1.5))
+    return image
+
+
+def _saturation_hue(image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    hsv = cv2.cvtColor(image, cv2.COLOR_BGR2HSV)  # uint8: H in [0, 180), S and V in [0, 255]
+    if rng.integers(2):
+        hsv[:, :, 1] = _affine(hsv[:, :, 1], alpha=rng.uniform(0.5, 1.5))
+    if rng.integers(2):
+        shift = int(rng.integers(-18, 19))
+        hsv[:, :, 0] = ((hsv[:, :, 0].astype(np.int32) + shift) % 180).astype(np.uint8)
+    return cv2.cvtColor(hsv, cv2.COLOR_HSV2BGR)
+
+
+def photometric_distort(image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """Photometric distortion (section 2.6, step 2); returns a new ``uint8`` image of the same shape.
+
+    With probability 0.5 the order is brightness -> contrast -> HSV(saturation, hue), otherwise
+    brightness -> HSV(saturation, hue) -> contrast. Each op is applied with probability 0.5:
+    brightness ``+U(-32, 32)``; contrast ``x U(0.5, 1.5)``; saturation ``x U(0.5, 1.5)``; hue
+    ``+randint(-18, 18)`` (inclusive) modulo 180 in OpenCV's uint8 HSV. After every op values are clipped
+    to ``[0, 255]`` and truncated to uint8, as in the reference.
+    """
+    image = _check_image(image)
+    out = image.copy()
+    if rng.integers(2):
+        out = _brightness(out, rng)
+        out = _contrast(out, rng)
+        out = _saturation_hue(out, rng)
+    else:
+        out = _brightness(out, rng)
+        out = _saturation_hue(out, rng)
+        out = _contrast(out, rng)
+    return out
+
+
+# ------------------------------------------------------------------------------------- pad and mirror
+
+
+def _mean_pixel(mean_bgr: Sequence[float]) -> np.ndarray:
+    mean = np.asarray(mean_bgr, dtype=np.float64).reshape(-1)
+    if mean.shape != (3,):
+        raise ValueError(f"mean_bgr must have 3 values, got {mean_bgr!r}")
+    return np.clip(np.round(mean), 0, 255).astype(np.uint8)
+
+
+def pad_to_square(image: np.ndarray, mean_bgr: Sequence[float] = MEAN_BGR) -> np.ndarray:
+    """Pad to a ``L x L`` square, ``L = max(H, W)`` (section 2.6, step 3).
+
+    The image is placed top-left, so box and landmark pixel coordinates are unchanged; the padding is
+    filled with ``mean_bgr`` (rounded to uint8), which becomes zero after mean subtraction.
+    """
+    image = _check_image(image)
+    height, width = image.shape[:2]
+    side = max(height, width)
+    out = np.empty((side, side, 3), dtype=np.uint8)
+    out[:, :] = _mean_pixel(mean_bgr)
+    out[:height, :width] = image
+    return out
+
+
+def mirror(
+    image: np.ndarray, boxes: np.ndarray, landmarks: np.ndarray, rng: np.random.Generator
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Horizontal flip with probability 0.5 (section 2.6, step 4); returns new arrays either way.
+
+    With ``W`` the image width: ``x1' = W - x2``, ``x2' = W - x1``, landmark ``x' = W - x``; then the eyes
+    (points 0 <-> 1) and mouth corners (3 <-> 4) swap so that point 0 is again the eye with the smaller
+    ``x``. The flip is applied to every landmark row, including all-zero rows of faces without landmarks
+    (which become ``x = W``): callers re-zero those (:class:`TrainTransform` does).
+    """
+    image = _check_image(image)
+    boxes = np.array(boxes, dtype=np.float32, copy=True).reshape(-1, 4)
+    landmarks = np.array(landmarks, dtype=np.float32, copy=True).reshape(-1, 5, 2)
+    if not rng.integers(2):
+        return image.copy(), boxes, landmarks
+    width = image.shape[1]
+    flipped = cv2.flip(image, 1)
+    new_boxes = boxes.copy()
+    new_boxes[:, 0] = width - boxes[:, 2]
+    new_boxes[:, 2] = width - boxes[:, 0]
+    new_landmarks = landmarks.copy()
+    new_landmarks[:, :, 0] = width - landmarks[:, :, 0]
+    new_landmarks = new_landmarks[:, _SWAP]
+    return flipped, new_boxes, new_landmarks
+
+
+# --------------------------------------------------------------------------------------------- resize
+
+
+def resize(image: np.ndarray, size: int, rng: np.random.Generator) -> np.ndarray:
+    """Resize to ``size x size`` with an interpolation drawn uniformly from :data:`INTERPOLATIONS`
+    (linear, cubic, area, nearest, Lanczos-4) -- section 2.6, step 5. Returns ``uint8 [size, size, 3]``.
+
+    Boxes need no update: targets are normalised by the size before the resize.
+    """
+    image = _check_image(image)
+    if size <= 0:
+        raise ValueError(f"size must be positive, got {size}")
+    interpolation = INTERPOLATIONS[int(rng.integers(len(INTERPOLATIONS)))]
+    return cv2.resize(image, (size, size), interpolation=interpolation)
+
+
+# -------------------------------------------------------------------------------------------- targets
+
+
+def build_targets(
+    boxes: np.ndarray, landmarks: np.ndarray, has_landmarks: np.ndarray, width: float, height: float
+) -> np.ndarray:
+    """Target rows ``float32 [M, 15]`` from pixel annotations of an image of size ``width x height``.
+
+    Columns 0-3 ``x1, y1, x2, y2`` / ``(W, H, W, H)``; 4-13 landmarks ``x0, y0, ..., x4, y4`` normalised the
+    same way (zeros when absent); 14 the label (``1.0`` with landmarks, ``-1.0`` without). Coordinates are
+    clipped to ``[0, 1]`` (only annotations that extend past the image border are affected: crops are
+    already clipped) and faces left with no width or height are dropped.
+    """
+    boxes, landmarks, has_landmarks = _copy_annotations(boxes, landmarks, has_landmarks)
+    scale = np.array([width, height], dtype=np.float32)
+    norm_boxes = np.clip(boxes / np.tile(scale, 2), 0.0, 1.0)
+    norm_landmarks = np.clip(landmarks / scale, 0.0, 1.0)
+    norm_landmarks[~has_landmarks] = 0.0
+    labels = np.where(has_landmarks, 1.0, -1.0).astype(np.float32)
+    targets = np.concatenate([norm_boxes, norm_landmarks.reshape(-1, 10), labels[:, None]], axis=1).astype(
+        np.float32
+    )
+    valid = (targets[:, 2] > targets[:, 0]) & (targets[:, 3] > targets[:, 1])
+    if not valid.all():
+        logger.debug("dropping %d face(s) with no area inside the image", int((~valid).sum()))
+    return np.ascontiguousarray(targets[valid])
+
+
+def _to_network_input(image: np.ndarray, mean_bgr: Sequence[float]) -> np.ndarray:
+    """uint8 HWC BGR -> float32 CHW with the mean subtracted (no std division)."""
+    mean = np.asarray(mean_bgr, dtype=np.float32).reshape(1, 1, 3)
+    return np.ascontiguousarray((image.astype(np.float32) - mean).transpose(2, 0, 1))
+
+
+# ------------------------------------------------------------------------------------------ transforms
+
+
+@dataclass(frozen=True)
+class TrainTransform:
+    """The full section-2.6 training transform.
+
+    ``__call__(image_bgr_uint8, boxes, landmarks, has_landmarks, rng)`` runs crop -> distort ->
+    pad-if-crop-failed -> mirror -> resize -> float32, subtract ``mean_bgr``, HWC -> CHW, and returns
+    ``(image float32 [3, S, S], targets float32 [M, 15])`` with ``S = image_size`` and the target layout in
+    the module docstring. ``M <= N``: the crop keeps only faces whose centres it contains.
+    """
+
+    image_size: int = 640
+    mean_bgr: tuple[float, float, float] = MEAN_BGR
+    crop_scales: tuple[float, ...] = CROP_SCALES
+    max_tries: int = 250
+    min_face: float = 0.0
+
+    def __post_init__(self) -> None:
+        if self.image_size <= 0:
+            raise ValueError(f"image_size must be positive, got {self.image_size}")
+        if len(self.mean_bgr) != 3:
+            raise ValueError(f"mean_bgr must have 3 values, got {self.mean_bgr!r}")
+        if not self.crop_scales or any(not 0 < s <= 1 for s in self.crop_scales):
+            raise ValueError(f"crop_scales must be values in (0, 1], got {self.crop_scales!r}")
+        if self.max_tries < 0:
+            raise ValueError(f"max_tries must be >= 0, got {self.max_tries}")
+
+    def __call__(
+        self,
+        image_bgr_uint8: np.ndarray,
+        boxes: np.ndarray,
+        landmarks: np.ndarray,
+        has_landmarks: np.ndarray,
+        rng: np.random.Generator,
+    ) -> tuple[np.ndarray, np.ndarray]:
+        image = _check_image(image_bgr_uint8)
+        boxes, landmarks, has_landmarks = _copy_annotations(boxes, landmarks, has_landmarks)
+        image, boxes, landmarks, has_landmarks, pad_needed = random_crop(
+            image,
+            boxes,
+            landmarks,
+            has_landmarks,
+            rng,
+            scales=self.crop_scales,
+            max_tries=self.max_tries,
+            min_face=self.min_face,
+            out_size=self.image_size,
+        )
+        image = photometric_distort(image, rng)
+        if pad_needed:
+            image = pad_to_square(image, self.mean_bgr)
+        image, boxes, landmarks = mirror(image, boxes, landmarks, rng)
+        landmarks[~has_landmarks] = 0.0
+        height, width = image.shape[:2]
+        image = resize(image, self.image_size, rng)
+        targets = build_targets(boxes, landmarks, has_landmarks, width, height)
+        return _to_network_input(image, self.mean_bgr), targets
+
+
+@dataclass(frozen=True)
+class EvalTransform:
+    """Deterministic transform for validation subsets: pad to square (top-left, mean fill), resize to
+    ``image_size`` with bilinear interpolation, subtract ``mean_bgr``, HWC -> CHW.
+
+    Same call signature and output convention as :class:`TrainTransform`; ``rng`` is accepted and unused.
+    All faces are kept; targets are normalised by the padded square's side.
+    """
+
+    image_size: int = 640
+    mean_bgr: tuple[float, float, float] = MEAN_BGR
+
+    def __post_init__(self) -> None:
+        if self.image_size <= 0:
+            raise ValueError(f"image_size must be positive, got {self.image_size}")
+        if len(self.mean_bgr) != 3:
+            raise ValueError(f"mean_bgr must have 3 values, got {self.mean_bgr!r}")
+
+    def __call__(
+        self,
+        image_bgr_uint8: np.ndarray,
+        boxes: np.ndarray,
+        landmarks: np.ndarray,
+        has_landmarks: np.ndarray,
+        rng: np.random.Generator | None = None,
+    ) -> tuple[np.ndarray, np.ndarray]:
+        image = pad_to_square(_check_image(image_bgr_uint8), self.mean_bgr)
+        side = image.shape[0]
+        image = cv2.resize(image, (self.image_size, self.image_size), interpolation=cv2.INTER_LINEAR)
+        targets = build_targets(boxes, landmarks, has_landmarks, side, side)
+        return _to_network_input(image, self.mean_bgr), targets
