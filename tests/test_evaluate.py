@@ -669,3 +669,22 @@ def test_real_ground_truth_as_predictions(shared: Path, tmp_path: Path) -> None:
     assert result["medium"] == 1.0
     assert result["hard"] == pytest.approx(expected["hard"], abs=1e-12)
     assert elapsed < 30.0, f"real-GT scoring took {elapsed:.1f} s"
+
+
+def test_image_subset_restricts_scoring(tmp_path: Path) -> None:
+    """Only the named images are scored: their faces alone count, so a perfect subset gives AP 1."""
+    gt = write_gt(
+        tmp_path / "gt",
+        [
+            {"event": "0--A", "name": "a", "boxes": [[10, 10, 20, 20]], "counted": ALL_COUNTED},
+            {"event": "0--A", "name": "b", "boxes": [[5, 5, 30, 30], [50, 50, 10, 10]], "counted": ALL_COUNTED},
+        ],
+    )
+    pred = tmp_path / "pred"
+    write_raw(pred, "0--A", "a", [[10, 10, 20, 20, 0.9]])
+    full = evaluate_widerface(pred, gt)
+    sub = evaluate_widerface(pred, gt, images=["a"])
+    assert sub["easy"] == pytest.approx(1.0)
+    assert full["easy"] == pytest.approx(1 / 3)
+    with pytest.raises(ValueError, match="not in the ground truth"):
+        evaluate_widerface(pred, gt, images=["zzz"])
