@@ -223,8 +223,8 @@ def resolve_weights(
         )
         try:
             return _resolve_packaged(spec)
-        except WeightsIntegrityError:
-            raise
+        except (WeightsIntegrityError, ConfigMismatchError):
+            raise  # a packaged copy that is there but wrong is reported as such, not as "missing"
         except WeightsError as packaged_exc:
             raise WeightsError(f"{packaged_exc}; and the Hub was unreachable: {exc}") from exc
 
