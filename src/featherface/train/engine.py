@@ -387,7 +387,7 @@ class Trainer:
         if self.ema is not None:
             self.ema.update_parameters(self.model)
         self.step += 1
-        return {k: float(v) for k, v in terms.items()} | {"total": float(total)}
+        return {k: float(v.detach()) for k, v in terms.items()} | {"total": float(total.detach())}
 
     def _log(self, record: dict[str, float]) -> None:
         self.history.append(record)

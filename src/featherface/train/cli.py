@@ -1,0 +1,152 @@
+"""Command-line entry points of the training stack, registered into ``featherface``'s parser.
+
+``featherface train CONFIG``, ``featherface evaluate``, ``featherface pseudo-label``,
+``featherface convert-reference`` and ``featherface export``. They need the ``train`` extra; the
+main CLI imports this module only when one of these commands is used.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from pathlib import Path
+
+logger = logging.getLogger(__name__)
+
+COMMANDS = ("train", "evaluate", "pseudo-label", "convert-reference", "export")
+
+
+def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    """Add the training commands to ``sub`` (the ``featherface`` subparsers)."""
+    p = sub.add_parser("train", help="train a model from a YAML/JSON config (needs the train extra)")
+    p.add_argument("config", help="training config file (see configs/)")
+    p.add_argument("--resume", help="checkpoint to resume from (exact: same next step)")
+    p.add_argument("--export", metavar="DIR", help="export the final weights folder (config.json, model.safetensors, README.md)")
+    p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("evaluate", help="WIDER FACE val Easy/Medium/Hard AP with the official protocol")
+    src = p.add_mutually_exclusive_group(required=True)
+    src.add_argument("--model", help="registered model with published weights")
+    src.add_argument("--weights", help="weights folder (config.json + model.safetensors)")
+    p.add_argument("--widerface", required=True, metavar="ROOT",
+                   help="folder with val/images/<event>/*.jpg and ground_truth/*.mat")
+    p.add_argument("--gt-dir", help="ground-truth .mat folder (default: ROOT/ground_truth)")
+    p.add_argument("--out", metavar="DIR", help="keep the prediction files here")
+    p.add_argument("--subset", type=int, help="fixed seeded subset of N images (learning curves; not the benchmark)")
+    p.add_argument("--max-size", type=int, help="downscale images above this side (departs from the protocol)")
+    p.add_argument("--plot", metavar="PNG", help="save precision-recall curves")
+    p.add_argument("--device", help="cpu, cuda, ...")
+    p.add_argument("--threads", type=int, help="torch CPU threads")
+    p.add_argument("--json", action="store_true", help="print the result as JSON")
+    p.set_defaults(func=cmd_evaluate)
+
+    p = sub.add_parser("pseudo-label", help="teacher pseudo-labels (landmarks for boxes, or labels for unlabelled photos)")
+    p.add_argument("--teacher", required=True, help="reference v1 .safetensors (authors' keys) or a weights folder")
+    p.add_argument("--out", required=True, help="output JSON lines file")
+    p.add_argument("--images", required=True, help="images root (paths in the output are relative to it)")
+    p.add_argument("--widerface-labels", help="official bbx_gt file: add landmarks to its boxes")
+    p.add_argument("--unlabelled", action="store_true", help="label every image under --images with teacher detections")
+    p.add_argument("--score-threshold", type=float, default=0.6)
+    p.add_argument("--device", default="cpu")
+    p.set_defaults(func=cmd_pseudo_label)
+
+    p = sub.add_parser("convert-reference", help="authors' V1 safetensors -> a featherface weights folder")
+    p.add_argument("source")
+    p.add_argument("out")
+    p.set_defaults(func=cmd_convert_reference)
+
+    p = sub.add_parser("export", help="training checkpoint -> Hub-ready weights folder")
+    p.add_argument("checkpoint")
+    p.add_argument("out")
+    p.add_argument("--no-ema", action="store_true", help="export the raw weights even if the checkpoint has EMA")
+    p.add_argument("--card", help="JSON file with ModelCard fields")
+    p.set_defaults(func=cmd_export)
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from featherface.train.engine import TrainConfig, Trainer
+    from featherface.train.export import ModelCard, export_model
+
+    cfg = TrainConfig.from_file(args.config)
+    trainer = Trainer(cfg, resume=args.resume)
+    trainer.fit()
+    print(f"finished at step {trainer.step}; checkpoint {Path(cfg.out_dir) / 'last.pt'}")
+    if args.export:
+        card = ModelCard(
+            title=f"featherface {cfg.model}", summary=f"{cfg.model} trained with featherface.train.",
+            training_data=", ".join(f"{s.format}:{s.labels}" for s in cfg.train_data),
+            recipe=json.dumps({k: v for k, v in cfg.to_dict().items() if k not in ("train_data",)}),
+            hardware=str(trainer.device),
+        )
+        sha = export_model(trainer.eval_model(), trainer.model_config, args.export, card)
+        print(f"exported {args.export} (sha256 {sha})")
+    return 0
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    import torch
+
+    import featherface
+    from featherface.train.widerface import evaluate_detector_on_widerface
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    det = featherface.load_model(args.model, weights=args.weights, device=args.device)
+    res = evaluate_detector_on_widerface(
+        det, None, args.widerface, subset=args.subset, max_size=args.max_size, pred_dir=args.out,
+        gt_dir=args.gt_dir, plot=args.plot, progress=sys.stderr.isatty(),
+    )
+    if args.json:
+        print(json.dumps({k: v for k, v in res.items()}))
+    else:
+        print(f"model: {det.name} ({det.weights_source} weights), {res['num_images']} images, "
+              f"{res['images_per_s']:.2f} images/s, {torch.get_num_threads()} CPU threads, device {det.device}")
+        print(f"protocol: {res['protocol']}")
+        print("AP  easy {:.2f}  medium {:.2f}  hard {:.2f}".format(*(100 * res[k] for k in ("easy", "medium", "hard"))))
+    return 0
+
+
+def cmd_pseudo_label(args: argparse.Namespace) -> int:
+    from featherface.train.data import read_widerface_bbx_gt
+    from featherface.train.engine import load_teacher
+    from featherface.train.pseudo import label_landmarks, label_unlabelled
+
+    import torch
+
+    teacher = load_teacher(args.teacher, torch.device(args.device))
+    if args.widerface_labels:
+        samples = read_widerface_bbx_gt(args.widerface_labels, args.images, require_images=True)
+        stats = label_landmarks(teacher, samples, args.out, args.images, device=args.device)
+    elif args.unlabelled:
+        exts = {".jpg", ".jpeg", ".png", ".bmp", ".webp"}
+        paths = sorted(p for p in Path(args.images).rglob("*") if p.suffix.lower() in exts)
+        stats = label_unlabelled(teacher, paths, args.out, args.images, score_threshold=args.score_threshold,
+                                 device=args.device)
+    else:
+        raise ValueError("pass --widerface-labels FILE or --unlabelled")
+    print(json.dumps(stats))
+    return 0
+
+
+def cmd_convert_reference(args: argparse.Namespace) -> int:
+    from featherface.convert import load_reference_v1
+    from featherface.hub import save_weights_folder
+
+    model = load_reference_v1(args.source)
+    sha = save_weights_folder(model, model.config, args.out)  # type: ignore[arg-type]
+    print(f"wrote {args.out} (model.safetensors sha256 {sha})")
+    return 0
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from featherface.train.export import ModelCard, export_checkpoint
+
+    card = None
+    if args.card:
+        data = json.loads(Path(args.card).read_text(encoding="utf-8"))
+        card = ModelCard(**data)
+    sha = export_checkpoint(args.checkpoint, args.out, card, use_ema=not args.no_ema)
+    print(f"exported {args.out} (sha256 {sha})")
+    return 0

@@ -1,0 +1,130 @@
+"""Trained checkpoint -> a Hub-ready folder: ``config.json`` + ``model.safetensors`` + ``README.md``.
+
+The folder is what a Hugging Face model repo holds and what ``load_model(weights=FOLDER)`` and the
+package's ``featherface/weights/<name>/`` copy contain. The model card states data, recipe,
+measured metrics with their protocol, hardware, and the licence note for WIDER FACE.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from featherface._version import __version__
+from featherface.config import ModelConfig
+from featherface.hub import save_weights_folder
+from featherface.models import count_parameters, create_network, thop_equivalent_parameters
+
+WIDER_NOTE = (
+    "Trained on WIDER FACE train images. WIDER FACE is provided for non-commercial research purposes "
+    "only; check whether your use of these weights is compatible with its terms."
+)
+
+
+@dataclass(frozen=True)
+class ModelCard:
+    """What the model card says. ``metrics`` must be measured numbers, with ``protocol`` naming how."""
+
+    title: str
+    summary: str
+    training_data: str
+    recipe: str
+    hardware: str
+    metrics: Mapping[str, float] = field(default_factory=dict)
+    protocol: str = ""
+    teacher_metrics: Mapping[str, float] = field(default_factory=dict)
+    notes: str = ""
+    license: str = "mit"
+    commands: tuple[str, ...] = ()
+
+    def render(self, config: ModelConfig, num_params: int, thop_params: int, sha256: str) -> str:
+        lines = [
+            "---",
+            f"license: {self.license}",
+            "library_name: featherface",
+            "pipeline_tag: object-detection",
+            "tags: [face-detection, featherface, retinaface, landmarks]",
+            "---",
+            "",
+            f"# {self.title}",
+            "",
+            self.summary,
+            "",
+            "```python",
+            "import featherface",
+            f'det = featherface.load_model("{config.name}")',
+            'faces = det.detect("photo.jpg")',
+            "```",
+            "",
+            "## Model",
+            "",
+            f"- architecture: `{config.arch}`, width {config.width}, {config.bifpn_layers} BiFPN layers",
+            f"- parameters: {num_params:,} ({thop_params:,} as `thop` counts them)",
+            f"- input: BGR, mean {tuple(config.mean_bgr)} subtracted, any size; outputs boxes, scores, 5 landmarks",
+            f"- `model.safetensors` sha256: `{sha256}`",
+            f"- written by featherface {__version__}",
+            "",
+            "## Training",
+            "",
+            f"- data: {self.training_data}",
+            f"- recipe: {self.recipe}",
+            f"- hardware: {self.hardware}",
+            "",
+            "## Evaluation",
+            "",
+        ]
+        if self.metrics:
+            lines += [f"Protocol: {self.protocol}", "", "| | Easy | Medium | Hard |", "|---|---|---|---|"]
+            lines.append("| this model | " + " | ".join(f"{100 * self.metrics[k]:.2f}" for k in ("easy", "medium", "hard")) + " |")
+            if self.teacher_metrics:
+                lines.append("| v1 reference teacher, same protocol | "
+                             + " | ".join(f"{100 * self.teacher_metrics[k]:.2f}" for k in ("easy", "medium", "hard")) + " |")
+            lines.append("")
+        else:
+            lines += ["Not evaluated.", ""]
+        if self.commands:
+            lines += ["Reproduce:", "", "```bash", *self.commands, "```", ""]
+        if self.notes:
+            lines += ["## Notes", "", self.notes, ""]
+        lines += ["## Licence", "", f"Weights: {self.license.upper()}. {WIDER_NOTE}", ""]
+        return "\n".join(lines)
+
+
+def export_model(
+    model: nn.Module, config: ModelConfig, out_dir: str | os.PathLike, card: ModelCard | None = None
+) -> str:
+    """Write the folder for ``model``; returns the sha256 of ``model.safetensors``."""
+    model = model.eval()
+    sha = save_weights_folder(model, config, out_dir, metadata={"featherface_version": __version__})
+    if card is not None:
+        text = card.render(config, count_parameters(model), thop_equivalent_parameters(model), sha)
+        (Path(out_dir) / "README.md").write_text(text, encoding="utf-8")
+    return sha
+
+
+def load_checkpoint_model(checkpoint: str | os.PathLike, *, use_ema: bool = True) -> tuple[nn.Module, ModelConfig, dict[str, Any]]:
+    """Network (EMA weights when present and ``use_ema``) and config from a :class:`Trainer` checkpoint."""
+    state = torch.load(checkpoint, map_location="cpu", weights_only=True)
+    config = ModelConfig.from_dict(json.loads(state["model_config"]))
+    model = create_network(config)
+    weights = state["model"]
+    if use_ema and state.get("ema") is not None:
+        ema = state["ema"]
+        weights = {k[len("module."):]: v for k, v in ema.items() if k.startswith("module.")}
+    model.load_state_dict(weights, strict=True)
+    return model.eval(), config, json.loads(state["config"])
+
+
+def export_checkpoint(
+    checkpoint: str | os.PathLike, out_dir: str | os.PathLike, card: ModelCard | None = None, *, use_ema: bool = True
+) -> str:
+    """Checkpoint -> Hub-ready folder; returns the weights' sha256."""
+    model, config, _ = load_checkpoint_model(checkpoint, use_ema=use_ema)
+    return export_model(model, config, out_dir, card)
