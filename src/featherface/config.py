@@ -182,13 +182,15 @@ class ModelConfig:
 class WeightsSpec:
     """Where a model's published weights live and what they must hash to.
 
-    ``revision`` is a Hub commit hash, never a branch name. ``packaged`` names the file inside the
-    wheel (``featherface/weights/``) that is used when the Hub cannot be reached. ``metrics`` holds
-    measured numbers only, keyed by a name that includes the protocol.
+    ``revision`` is a Hub commit hash, never a branch name; ``None`` means the weights are not on the
+    Hub yet (``repo_id`` is where they will be published) and only the packaged copy is used.
+    ``packaged`` names the folder inside the wheel (``featherface/weights/<packaged>/``) that is used
+    when the Hub cannot be reached. ``metrics`` holds measured numbers only; ``metrics_protocol``
+    says how they were measured.
     """
 
     repo_id: str
-    revision: str
+    revision: str | None
     filename: str
     sha256: str
     num_params: int

@@ -210,6 +210,9 @@ def resolve_weights(
             f"model {spec.name!r} has no published weights yet; pass weights=PATH to load your own "
             "or pretrained=False for a randomly initialised network"
         )
+    if spec.weights.revision is None and revision is None:
+        logger.info("featherface: %s is not published on the Hub yet; using the packaged copy", spec.name)
+        return _resolve_packaged(spec)
     try:
         return _resolve_hub(spec, revision, cache_dir, local_files_only)
     except WeightsError:
@@ -283,5 +286,9 @@ def download_weights(
         spec = get_spec(name)
         if spec.weights is None:
             raise WeightsError(f"model {name!r} has no published weights")
+        if spec.weights.revision is None:
+            raise WeightsError(
+                f"model {name!r} is not on the Hugging Face Hub yet; its weights ship inside the package"
+            )
         out[name] = _resolve_hub(spec, None, cache_dir, False)
     return out
