@@ -9,8 +9,9 @@ or missing keys instead of guessing.
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Literal, Mapping
+from typing import Any, Literal
 
 Arch = Literal["featherface_v1", "featherface_v2_ultra"]
 ARCHS: tuple[str, ...] = ("featherface_v1", "featherface_v2_ultra")

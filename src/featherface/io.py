@@ -22,7 +22,7 @@ from typing import Any, Literal, Union
 import numpy as np
 
 ColorOrder = Literal["rgb", "bgr"]
-ImageInput = Union[str, os.PathLike, bytes, bytearray, memoryview, np.ndarray, Any]
+ImageInput = Union[str, os.PathLike, bytes, bytearray, memoryview, np.ndarray, Any]  # noqa: UP007 (a runtime alias)
 
 MAX_DECODE_PIXELS = 1 << 28
 """Refuse to decode files larger than this many pixels (268 M) before allocating them."""

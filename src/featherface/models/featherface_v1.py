@@ -20,8 +20,8 @@ from featherface.models.layers import (
     MobileNetV1,
     channel_deinterleave,
     concat_levels,
-    init_detector_weights,
     fast_normalised_weights,
+    init_detector_weights,
     resize_to,
 )
 

@@ -23,8 +23,8 @@ from featherface.models.layers import (
     MobileNetV1,
     channel_shuffle,
     concat_levels,
-    init_detector_weights,
     fast_normalised_weights,
+    init_detector_weights,
     resize_to,
 )
 

@@ -109,11 +109,11 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
 
 def cmd_pseudo_label(args: argparse.Namespace) -> int:
+    import torch
+
     from featherface.train.data import read_widerface_bbx_gt
     from featherface.train.engine import load_teacher
     from featherface.train.pseudo import label_landmarks, label_unlabelled
-
-    import torch
 
     teacher = load_teacher(args.teacher, torch.device(args.device))
     if args.widerface_labels:
