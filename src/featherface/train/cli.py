@@ -20,7 +20,11 @@ COMMANDS = ("train", "evaluate", "pseudo-label", "convert-reference", "export")
 
 def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     """Add the training commands to ``sub`` (the ``featherface`` subparsers)."""
-    p = sub.add_parser("train", help="train a model from a YAML/JSON config (needs the train extra)")
+    p = sub.add_parser("train", help="train a model from a YAML/JSON config (needs the train extra)",
+                       description="Train a model from a YAML/JSON config. Under torchrun (WORLD_SIZE, RANK, "
+                                   "LOCAL_RANK set) it trains data parallel: 'torchrun --nproc_per_node=N "
+                                   "$(which featherface) train CONFIG' or 'torchrun --nproc_per_node=N -m "
+                                   "featherface.train CONFIG'; batch_size is the global batch.")
     p.add_argument("config", help="training config file (see configs/)")
     p.add_argument("--resume", help="checkpoint to resume from (exact: same next step)")
     p.add_argument("--export", metavar="DIR", help="export the final weights folder (config.json, model.safetensors, README.md)")
@@ -70,8 +74,13 @@ def cmd_train(args: argparse.Namespace) -> int:
     from featherface.train.export import ModelCard, export_model
 
     cfg = TrainConfig.from_file(args.config)
-    trainer = Trainer(cfg, resume=args.resume)
-    trainer.fit()
+    trainer = Trainer(cfg, resume=args.resume)  # joins the process group when run under torchrun
+    try:
+        trainer.fit()
+    finally:
+        trainer.close()
+    if not trainer.is_main:  # rank 0 reports and exports
+        return 0
     print(f"finished at step {trainer.step}; checkpoint {Path(cfg.out_dir) / 'last.pt'}")
     if args.export:
         card = ModelCard(

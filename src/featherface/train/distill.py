@@ -80,7 +80,8 @@ class DistillationLoss(nn.Module):
         self.cfg = cfg or DistillConfig()
 
     def forward(
-        self, student: HeadOutputs, teacher: HeadOutputs, conf_t: torch.Tensor
+        self, student: HeadOutputs, teacher: HeadOutputs, conf_t: torch.Tensor,
+        pos_normalizer: torch.Tensor | None = None,
     ) -> dict[str, torch.Tensor]:
         """Compute the distillation terms.
 
@@ -88,6 +89,8 @@ class DistillationLoss(nn.Module):
             student: ``(loc[B, N, 4], logits[B, N, 2], landmarks[B, N, 10])`` raw student outputs.
             teacher: the same for the teacher on the same input (detached here).
             conf_t: ``[B, N]`` matched labels in ``{-1, 0, 1}``; non-zero marks a positive anchor.
+            pos_normalizer: optional denominator of ``box`` and ``ldm`` replacing ``max(1, N_pos)``
+                (data-parallel training: the global count divided by the world size).
 
         Returns:
             float32 scalars ``kl``, ``box``, ``ldm`` and ``loss`` (their weighted sum).
@@ -114,6 +117,8 @@ class DistillationLoss(nn.Module):
 
         pos = conf_t.to(s_loc.device) != 0
         denom = pos.sum().clamp(min=1).float()
+        if pos_normalizer is not None:
+            denom = torch.as_tensor(pos_normalizer, dtype=torch.float32, device=s_loc.device)
         box = F.smooth_l1_loss(s_loc[pos], t_loc[pos], reduction="sum", beta=1.0) / denom
         ldm = F.smooth_l1_loss(s_ldm[pos], t_ldm[pos], reduction="sum", beta=1.0) / denom
 

@@ -9,6 +9,15 @@ Determinism and exact resume: the batch order of epoch ``e`` is a permutation dr
 :class:`featherface.train.data.FaceDataset`), so a run resumed from a checkpoint taken after any step
 sees exactly the batches it would have seen; the optimizer, scheduler, scaler and EMA states are
 restored with the weights.
+
+Data parallel (``torchrun --nproc_per_node=N -m featherface.train CONFIG``, see
+:mod:`featherface.train.distributed`): ``batch_size`` stays the *global* batch. Each of the ``W``
+ranks takes a contiguous ``batch_size / W`` slice of the same seeded global batch, the model is
+wrapped in ``DistributedDataParallel`` (optionally with synchronised BatchNorm, ``sync_bn``), and the
+loss terms are normalised by the global positive counts, so a W-process run follows the
+single-process run with the same config (exactly so with ``sync_bn``, up to float rounding). Rank 0
+alone logs, writes checkpoints (from the unwrapped model, so they resume in any number of processes)
+and validates; every rank loads the same checkpoint on resume.
 """
 
 from __future__ import annotations
@@ -33,6 +42,7 @@ from featherface.config import ModelConfig, V2UltraTechniques
 from featherface.models import count_parameters, create_network
 from featherface.priors import generate_priors
 from featherface.registry import get_config
+from featherface.train import distributed as ddp_utils
 from featherface.train.augment import TrainTransform
 from featherface.train.data import (
     FaceDataset,
@@ -89,6 +99,9 @@ class TrainConfig:
 
     Paths are resolved relative to the config file's folder when loaded with :meth:`from_file`.
     ``max_steps`` shortens a run (schedule included) for smoke tests and reduced CPU schedules.
+    ``batch_size`` is the global batch of a data-parallel run (split evenly across the ranks);
+    ``sync_bn`` computes BatchNorm statistics over the global batch in such a run (ignored in a
+    single process).
     """
 
     model: str = "v2_ultra"
@@ -125,6 +138,7 @@ class TrainConfig:
     device: str | None = None
     threads: int | None = None
     progress: bool = True
+    sync_bn: bool = False
 
     def __post_init__(self) -> None:
         if self.batch_size <= 0 or self.epochs <= 0 or self.image_size <= 0:
@@ -200,16 +214,34 @@ class TrainConfig:
 
 
 class EpochBatchSampler(Sampler[list[int]]):
-    """Batches of a seeded per-epoch permutation, optionally starting at a given batch (for resume)."""
+    """Batches of a seeded per-epoch permutation, optionally starting at a given batch (for resume).
 
-    def __init__(self, n: int, batch_size: int, seed: int, epoch: int, start_batch: int = 0) -> None:
+    ``batch_size`` is the global batch. With ``world_size`` > 1, rank ``r`` yields the contiguous
+    slice ``[r * b, (r + 1) * b)`` (``b = batch_size / world_size``) of every global batch, so the
+    ranks together see exactly the batches of a single process with the same arguments.
+    """
+
+    def __init__(self, n: int, batch_size: int, seed: int, epoch: int, start_batch: int = 0,
+                 *, rank: int = 0, world_size: int = 1) -> None:
+        if world_size < 1 or not 0 <= rank < world_size:
+            raise ValueError(f"EpochBatchSampler: invalid rank {rank} for world size {world_size}")
+        if batch_size % world_size:
+            raise ValueError(f"EpochBatchSampler: batch size {batch_size} is not divisible by world size {world_size}")
         self.n, self.batch_size, self.seed, self.epoch, self.start_batch = n, batch_size, seed, epoch, start_batch
+        self.rank, self.world_size = rank, world_size
 
-    def batches(self) -> list[list[int]]:
+    def global_batches(self) -> list[list[int]]:
         g = torch.Generator().manual_seed(self.seed * 1_000_003 + self.epoch)
         perm = torch.randperm(self.n, generator=g).tolist()
         nb = self.n // self.batch_size
         return [perm[i * self.batch_size : (i + 1) * self.batch_size] for i in range(nb)]
+
+    def batches(self) -> list[list[int]]:
+        """This rank's batches (the global batches when ``world_size`` is 1)."""
+        if self.world_size == 1:
+            return self.global_batches()
+        b = self.batch_size // self.world_size
+        return [batch[self.rank * b : (self.rank + 1) * b] for batch in self.global_batches()]
 
     def __iter__(self) -> Iterator[list[int]]:
         yield from self.batches()[self.start_batch :]
@@ -261,6 +293,13 @@ class Trainer:
         if cfg.threads:
             torch.set_num_threads(cfg.threads)
         self.device = torch.device(cfg.device or ("cuda" if torch.cuda.is_available() else "cpu"))
+        rank, world, local_rank = ddp_utils.env_world()
+        if world > 1 and self.device.type == "cuda":
+            self.device = torch.device("cuda", local_rank)  # one GPU per process
+        self.dist = ddp_utils.setup(self.device)
+        if self.dist.distributed and cfg.batch_size % self.dist.world_size:
+            raise ValueError(f"batch_size {cfg.batch_size} (the global batch) is not divisible by the "
+                             f"{self.dist.world_size} processes of this run")
         self.cuda = self.device.type == "cuda"
         self.out_dir = Path(cfg.out_dir)
         self.model_config = cfg.model_config()
@@ -268,6 +307,9 @@ class Trainer:
         self.model = create_network(self.model_config)
         if cfg.backbone_weights:
             load_backbone_weights(self.model, cfg.backbone_weights)
+        find_unused = self.dist.distributed and ddp_utils.has_unused_parameters(self.model)
+        if self.dist.distributed and cfg.sync_bn:
+            self.model = ddp_utils.convert_sync_batchnorm(self.model, cuda=self.device.type == "cuda")
         self.model.to(self.device)
         if self.cuda and cfg.channels_last:
             self.model = self.model.to(memory_format=torch.channels_last)
@@ -303,6 +345,16 @@ class Trainer:
         self.priors = generate_priors((cfg.image_size, cfg.image_size), self.model_config.priors, device=self.device)
         if resume is not None:
             self.load_checkpoint(resume)
+        # the module the training forward runs through: DDP over ``self.model`` in a distributed run
+        # (``self.model`` stays the unwrapped network: checkpoints, EMA, export and evaluation use it)
+        self.net: nn.Module = self.model
+        if self.dist.distributed:
+            from torch.nn.parallel import DistributedDataParallel
+
+            self.net = DistributedDataParallel(
+                self.model, device_ids=[self.device.index] if self.cuda else None,
+                find_unused_parameters=find_unused,
+            )
 
     # -- checkpoints -------------------------------------------------------------------------------
     def checkpoint_state(self) -> dict[str, Any]:
@@ -347,34 +399,64 @@ class Trainer:
         logger.info("resumed from %s at step %d", path, self.step)
 
     # -- training ----------------------------------------------------------------------------------
+    @property
+    def is_main(self) -> bool:
+        """Whether this process logs, checkpoints, validates and exports (rank 0, or not distributed)."""
+        return self.dist.is_main
+
+    def close(self) -> None:
+        """Leave the process group if this trainer created it (a no-op in a single process)."""
+        ddp_utils.cleanup(self.dist)
+
     def _loader(self, epoch: int, start_batch: int) -> DataLoader:
         self.dataset.set_epoch(epoch)
-        sampler = EpochBatchSampler(len(self.dataset), self.cfg.batch_size, self.cfg.seed, epoch, start_batch)
+        sampler = EpochBatchSampler(len(self.dataset), self.cfg.batch_size, self.cfg.seed, epoch, start_batch,
+                                    rank=self.dist.rank, world_size=self.dist.world_size)
         return DataLoader(
             self.dataset, batch_sampler=sampler, num_workers=self.cfg.workers, collate_fn=detection_collate,
             pin_memory=self.cuda, persistent_workers=False,
         )
 
     def train_step(self, images: torch.Tensor, targets: Sequence[torch.Tensor]) -> dict[str, float]:
-        """One optimisation step on a batch; returns the loss terms as floats."""
-        self.model.train()
+        """One optimisation step on a batch; returns the loss terms as floats.
+
+        In a distributed run ``images`` is this rank's slice of the global batch and the returned terms
+        are averaged over the ranks (``num_pos`` summed): the loss of the global batch.
+        """
+        self.net.train()
         images = images.to(self.device, non_blocking=True)
         if self.cuda and self.cfg.channels_last:
             images = images.contiguous(memory_format=torch.channels_last)
         targets = [t.to(self.device, non_blocking=True) for t in targets]
         matched = self.criterion.match(targets, self.priors)
+        normalizers = None
+        if self.dist.distributed:  # denominators of the global batch (see MultiBoxLoss.forward)
+            counts = torch.stack([(matched[1] != 0).sum(), (matched[1] > 0).sum()]).float()
+            counts = ddp_utils.all_reduce_sum(counts, self.dist)
+            normalizers = (counts[0].clamp(min=1) / self.dist.world_size, counts[1].clamp(min=1) / self.dist.world_size)
         with torch.autocast(self.device.type, dtype=self.amp_dtype or torch.float32, enabled=self.amp_dtype is not None):
-            out = self.model(images)
-            task = self.criterion(out, None, self.priors, matched=matched)
+            out = self.net(images)
+            if normalizers is None:
+                task = self.criterion(out, None, self.priors, matched=matched)
+            else:
+                task = self.criterion(out, None, self.priors, matched=matched, normalizers=normalizers)
             if self.teacher is not None and self.distill is not None:
                 with torch.no_grad():
                     t_out = self.teacher(images)
-                terms = combined_loss(task, self.distill(out, t_out, matched[1]), self.cfg.distill)
+                if normalizers is None:
+                    distill_terms = self.distill(out, t_out, matched[1])
+                else:
+                    distill_terms = self.distill(out, t_out, matched[1], pos_normalizer=normalizers[0])
+                terms = combined_loss(task, distill_terms, self.cfg.distill)
                 total = terms["total"]
             else:
                 terms = dict(task)
                 total = task["loss"]
-        if not torch.isfinite(total):
+        if self.dist.distributed:
+            reported = ddp_utils.reduce_terms(terms | {"total": total}, self.dist)
+            if not torch.isfinite(reported["total"]):  # every rank sees the same value and stops together
+                raise FloatingPointError(f"non-finite loss at step {self.step}: {({k: float(v) for k, v in reported.items()})}")
+        elif not torch.isfinite(total):
             raise FloatingPointError(f"non-finite loss at step {self.step}: {({k: float(v) for k, v in terms.items()})}")
         self.optimizer.zero_grad(set_to_none=True)
         self.scaler.scale(total).backward()
@@ -387,6 +469,8 @@ class Trainer:
         if self.ema is not None:
             self.ema.update_parameters(self.model)
         self.step += 1
+        if self.dist.distributed:
+            return {k: float(v) for k, v in reported.items()}
         return {k: float(v.detach()) for k, v in terms.items()} | {"total": float(total.detach())}
 
     def _log(self, record: dict[str, float]) -> None:
@@ -402,14 +486,23 @@ class Trainer:
     def fit(self) -> list[dict[str, float]]:
         """Train until ``total_steps``; returns the logged records."""
         cfg = self.cfg
-        self.out_dir.mkdir(parents=True, exist_ok=True)
-        (self.out_dir / "train_config.json").write_text(json.dumps(cfg.to_dict(), indent=2), encoding="utf-8")
-        logger.info(
-            "training %s (%d params) on %d images, %d steps/epoch, %d steps, batch %d, lr %g, device %s",
-            self.model_config.name, count_parameters(self.model), len(self.samples), self.steps_per_epoch,
-            self.total_steps, cfg.batch_size, cfg.lr, self.device,
-        )
-        bar = _progress(self.total_steps, self.step, cfg.progress)
+        main = self.is_main
+        world = self.dist.world_size
+        if main:
+            self.out_dir.mkdir(parents=True, exist_ok=True)
+            (self.out_dir / "train_config.json").write_text(json.dumps(cfg.to_dict(), indent=2), encoding="utf-8")
+            logger.info(
+                "training %s (%d params) on %d images, %d steps/epoch, %d steps, batch %d, lr %g, device %s",
+                self.model_config.name, count_parameters(self.model), len(self.samples), self.steps_per_epoch,
+                self.total_steps, cfg.batch_size, cfg.lr, self.device,
+            )
+            if self.dist.distributed:
+                logger.info(
+                    "data parallel: %d processes (%s), global batch %d = %d x %d, lr %g, sync_bn %s",
+                    world, "nccl" if self.cuda else "gloo", cfg.batch_size, world, cfg.batch_size // world,
+                    cfg.lr, cfg.sync_bn,
+                )
+        bar = _progress(self.total_steps, self.step, cfg.progress) if main else None
         window: list[dict[str, float]] = []
         t0 = time.perf_counter()
         seen = 0
@@ -417,35 +510,39 @@ class Trainer:
             epoch, start_batch = divmod(self.step, self.steps_per_epoch)
             for images, targets in self._loader(epoch, start_batch):
                 terms = self.train_step(images, targets)
-                seen += images.shape[0]
+                seen += images.shape[0] * world  # the global batch (ranks take equal slices)
                 window.append(terms)
                 if bar is not None:
                     bar.update(1)
                     bar.set_postfix({k: f"{v:.3f}" for k, v in terms.items() if k in ("total", "loc", "cls", "ldm",
                                                                                          "task_loc", "task_cls", "distill_kl")})
                 if self.step % cfg.log_every == 0 or self.step == self.total_steps:
-                    dt = time.perf_counter() - t0
-                    rec = {k: float(np.mean([w[k] for w in window])) for k in window[0]}
-                    rec.update(step=self.step, epoch=self.step / self.steps_per_epoch,
-                               lr=self.scheduler.get_last_lr()[0], images_per_s=seen / max(dt, 1e-9))
-                    self._log(rec)
+                    if main:
+                        dt = time.perf_counter() - t0
+                        rec = {k: float(np.mean([w[k] for w in window])) for k in window[0]}
+                        rec.update(step=self.step, epoch=self.step / self.steps_per_epoch,
+                                   lr=self.scheduler.get_last_lr()[0], images_per_s=seen / max(dt, 1e-9))
+                        self._log(rec)
                     window, seen, t0 = [], 0, time.perf_counter()
-                if cfg.save_every_steps and self.step % cfg.save_every_steps == 0:
+                if main and cfg.save_every_steps and self.step % cfg.save_every_steps == 0:
                     self.save_checkpoint(self.out_dir / f"step{self.step:07d}.pt")
                 end_of_epoch = self.step % self.steps_per_epoch == 0
                 if end_of_epoch or self.step >= self.total_steps:
                     break
             ep = self.step // self.steps_per_epoch
             if self.step % self.steps_per_epoch == 0:
-                if cfg.save_every_epochs and ep % cfg.save_every_epochs == 0:
+                if main and cfg.save_every_epochs and ep % cfg.save_every_epochs == 0:
                     self.save_checkpoint(self.out_dir / f"epoch{ep:04d}.pt")
-                if cfg.val_every_epochs and cfg.val_widerface and ep % cfg.val_every_epochs == 0:
+                if main and cfg.val_every_epochs and cfg.val_widerface and ep % cfg.val_every_epochs == 0:
                     self._validate(ep)
+                ddp_utils.barrier(self.dist)  # the other ranks wait for rank 0's checkpoint/validation
         if bar is not None:
             bar.close()
-        self.save_checkpoint(self.out_dir / "last.pt")
-        if cfg.val_widerface and cfg.val_every_epochs:
-            self._validate(self.step / self.steps_per_epoch)
+        if main:
+            self.save_checkpoint(self.out_dir / "last.pt")
+            if cfg.val_widerface and cfg.val_every_epochs:
+                self._validate(self.step / self.steps_per_epoch)
+        ddp_utils.barrier(self.dist)  # every rank returns once last.pt exists
         return self.history
 
     def _validate(self, epoch: float) -> None:
@@ -475,7 +572,10 @@ def train(config: TrainConfig | str | os.PathLike, *, resume: str | os.PathLike 
     """Train from a config (object or YAML/JSON path); returns the finished :class:`Trainer`."""
     cfg = config if isinstance(config, TrainConfig) else TrainConfig.from_file(config)
     trainer = Trainer(cfg, resume=resume)
-    trainer.fit()
+    try:
+        trainer.fit()
+    finally:
+        trainer.close()
     return trainer
 
 

@@ -121,6 +121,7 @@ class MultiBoxLoss(nn.Module):
         priors: torch.Tensor,
         *,
         matched: MatchedTargets | None = None,
+        normalizers: tuple[torch.Tensor, torch.Tensor] | None = None,
     ) -> dict[str, torch.Tensor]:
         """Compute the loss.
 
@@ -130,6 +131,10 @@ class MultiBoxLoss(nn.Module):
                 ``matched`` is given.
             priors: ``[N, 4]`` ``(cx, cy, w, h)`` for the input size of ``outputs``.
             matched: optional precomputed :meth:`match` result, to avoid matching twice.
+            normalizers: optional ``(pos, ldm)`` denominators replacing ``max(1, N_pos)`` and
+                ``max(1, N_ldm)`` of this batch. Data-parallel training passes the global counts
+                divided by the world size, so that the mean of the per-rank losses (what DDP's
+                gradient averaging optimises) is the loss of the whole global batch.
 
         Returns:
             ``{"loss", "loc", "cls", "ldm"}`` float32 scalars (``loss`` is the weighted total) and
@@ -164,11 +169,14 @@ class MultiBoxLoss(nn.Module):
         num_pos = pos.sum()
         num_ldm = pos_ldm.sum()
         denom = num_pos.clamp(min=1).float()
+        denom_ldm = num_ldm.clamp(min=1).float()
+        if normalizers is not None:
+            denom, denom_ldm = (torch.as_tensor(v, dtype=torch.float32, device=loc.device) for v in normalizers)
 
         loss_loc = F.smooth_l1_loss(loc[pos], loc_t[pos], reduction="sum", beta=1.0) / denom
         loss_ldm = (
             F.smooth_l1_loss(ldm[pos_ldm], ldm_t[pos_ldm], reduction="sum", beta=1.0)
-            / num_ldm.clamp(min=1).float()
+            / denom_ldm
         )
 
         labels = pos.long()
