@@ -145,7 +145,7 @@ def evaluate_detector_on_widerface(
         if not isinstance(model, FaceDetector) and was_training:
             model.train()
     if plot is not None:
-        plot_pr_curves(res.pop("curves"), plot, title=f"{detector.name}: {PROTOCOL}")
+        plot_pr_curves(res.pop("curves"), plot, title=f"{detector.name}: WIDER FACE val, official protocol")
     res.update(timing)
     res["protocol"] = PROTOCOL if max_size is None else f"{PROTOCOL}, except images downscaled to max side {max_size}"
     res["num_images"] = len(files)
