@@ -44,6 +44,8 @@ EXTRA_NAMES: tuple[str, ...] = (
     "featherface.config.WeightsSpec",
     "featherface.models.count_parameters",
     "featherface.models.thop_equivalent_parameters",
+    "featherface.export.export_onnx",
+    "featherface.fuse.fuse_for_inference",
 )
 """Names outside ``featherface.__all__`` that the user guide refers to."""
 

@@ -1,9 +1,18 @@
 """``load_model`` and :class:`FaceDetector`: preprocess -> network -> decode -> NMS -> :class:`Detection`.
 
 Thread safety: a :class:`FaceDetector` holds no per-call state. Its network runs in eval mode under
-``torch.inference_mode``, options are immutable and per-call overrides are local, so one detector
-may serve concurrent ``detect`` calls from several threads (they share the process's torch threads).
-Do not call ``network.train()`` or change its weights while other threads are detecting.
+``torch.inference_mode`` (or in an ONNX Runtime session, whose ``run`` is thread-safe), options are
+immutable and per-call overrides are local, so one detector may serve concurrent ``detect`` calls
+from several threads (they share the process's torch threads).
+
+Speed: by default the detector runs a BatchNorm-folded copy of its network
+(:func:`featherface.fuse.fuse_for_inference`), in channels-last memory layout on CPU; ``fuse=False``
+runs ``detector.network`` itself. ``backend="onnxruntime"`` runs the network with ONNX Runtime
+instead (:mod:`featherface.backends`); pre- and post-processing are the same code for every backend.
+The fused copy is made once, when the detector is created: later changes to ``detector.network``'s
+weights are not seen by ``detect`` (create a new detector, or use ``fuse=False``, whose detector runs
+``network`` itself; then do not call ``network.train()`` or change its weights while other threads
+are detecting).
 """
 
 from __future__ import annotations
@@ -121,7 +130,18 @@ class FaceDetector:
     """A face detector: network + weights + detection options.
 
     Create it with :func:`featherface.load_model`. ``detect`` returns a list of :class:`Detection`
-    with boxes and landmarks in original-image pixels.
+    with boxes and landmarks in original-image pixels. The keywords ``backend``, ``fuse``,
+    ``channels_last``, ``num_threads`` and ``onnx_path`` mean what they mean for ``load_model``.
+
+    Attributes:
+        network: the network as loaded (eval mode, BatchNorms not folded): use it to read or save
+            the weights. With ``fuse=True`` (default) ``detect`` runs a folded copy made when the
+            detector was created, so later changes to ``network`` are not seen by ``detect``.
+        runner: the engine that runs the network (:mod:`featherface.backends`): a ``TorchRunner``
+            (``runner.module`` is the module actually run) or an ``OnnxRuntimeRunner``
+            (``runner.session``, ``runner.path``).
+        config: the model's :class:`ModelConfig`.
+        options: the default :class:`DetectorOptions` of ``detect`` calls.
     """
 
     def __init__(
@@ -132,13 +152,51 @@ class FaceDetector:
         device: str | torch.device | None = None,
         options: DetectorOptions | None = None,
         weights_source: str = "random",
+        backend: str = "torch",
+        fuse: bool = True,
+        channels_last: bool | None = None,
+        num_threads: int | None = None,
+        onnx_path: str | os.PathLike | None = None,
     ) -> None:
+        from featherface.backends import BACKENDS
+
+        if backend not in BACKENDS:
+            raise ValueError(f"unknown backend {backend!r}; use one of {', '.join(BACKENDS)}")
+        if num_threads is not None:
+            if isinstance(num_threads, bool) or not isinstance(num_threads, int) or num_threads <= 0:
+                raise ValueError(f"num_threads must be a positive int or None, got {num_threads!r}")
+        if onnx_path is not None and backend != "onnxruntime":
+            raise ValueError("onnx_path= is only used with backend='onnxruntime'")
+        if backend == "onnxruntime":
+            if device is not None and torch.device(device).type != "cpu":
+                raise ValueError(f"the onnxruntime backend runs on the CPU; got device={str(device)!r}")
+            device = "cpu"
         self.device = torch.device(device) if device is not None else default_device()
         self.network = network.to(self.device).eval()
         self.config = config
         self.options = options or DetectorOptions()
         self.weights_source = weights_source
+        self.num_threads = num_threads
         self._mean = torch.tensor(config.mean_bgr, dtype=torch.float32, device=self.device)
+        if num_threads is not None:
+            torch.set_num_threads(num_threads)  # process-wide
+        self.runner = self._make_runner(backend, fuse, channels_last, num_threads, onnx_path)
+        self._channels_last = bool(getattr(self.runner, "channels_last", False))
+
+    def _make_runner(self, backend: str, fuse: bool, channels_last: bool | None, num_threads: int | None,
+                     onnx_path: str | os.PathLike | None) -> Any:
+        from featherface.backends import TorchRunner, onnxruntime_runner_for
+        from featherface.fuse import fuse_for_inference
+
+        if backend == "onnxruntime":
+            return onnxruntime_runner_for(self.network, self.config, onnx_path=onnx_path,
+                                          cache=self.weights_source != "random", num_threads=num_threads)
+        module = fuse_for_inference(self.network) if fuse else self.network
+        if channels_last is None:  # measured faster for both networks on CPU (docs/deployment.md)
+            channels_last = fuse and self.device.type == "cpu"
+        if channels_last:  # with fuse=False this converts ``network`` itself (same parameters)
+            module = module.to(memory_format=torch.channels_last)
+        return TorchRunner(module, self.device, channels_last=channels_last)
 
     @property
     def name(self) -> str:
@@ -146,8 +204,8 @@ class FaceDetector:
 
     @property
     def backend(self) -> str:
-        """The inference engine in use (``"torch"``)."""
-        return "torch"
+        """The inference engine in use: ``"torch"`` or ``"onnxruntime"``."""
+        return self.runner.name
 
     def __repr__(self) -> str:
         return (
@@ -173,13 +231,17 @@ class FaceDetector:
         batch = np.stack([np.asarray(i, dtype=np.float32) for i in imgs])  # always a fresh copy
         t = torch.from_numpy(batch).to(self.device, non_blocking=True)
         t = t - self._mean
-        return t.permute(0, 3, 1, 2).contiguous()
+        t = t.permute(0, 3, 1, 2)  # already channels-last in memory
+        return t.contiguous(memory_format=torch.channels_last if self._channels_last else torch.contiguous_format)
 
     # -- inference -------------------------------------------------------------------------------
     def forward_raw(self, batch: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Run the network on a prepared ``[B, 3, H, W]`` tensor; raw ``(loc, logits, landmarks)``."""
-        with torch.inference_mode():
-            return self.network(batch.to(self.device))
+        """Run the network on a prepared ``[B, 3, H, W]`` tensor; raw ``(loc, logits, landmarks)``.
+
+        ``batch`` is float32 BGR with the mean subtracted, any memory layout; the call goes to the
+        detector's backend (``detector.runner``).
+        """
+        return self.runner(batch)
 
     def _decode(
         self, raw: tuple[torch.Tensor, torch.Tensor, torch.Tensor], size: tuple[int, int], opts: DetectorOptions
@@ -263,6 +325,11 @@ def load_model(
     cache_dir: str | os.PathLike | None = None,
     local_files_only: bool = False,
     pretrained: bool = True,
+    backend: str = "torch",
+    fuse: bool = True,
+    channels_last: bool | None = None,
+    num_threads: int | None = None,
+    onnx_path: str | os.PathLike | None = None,
     **options: Any,
 ) -> FaceDetector:
     """Create a :class:`FaceDetector`.
@@ -277,17 +344,38 @@ def load_model(
         cache_dir: Hugging Face cache folder (default ``HF_HOME``/``HF_HUB_CACHE``).
         local_files_only: never touch the network (the cache, then the packaged copy).
         pretrained: ``False`` gives a randomly initialised network (tests, training from scratch).
+        backend: ``"torch"`` (default) or ``"onnxruntime"`` (CPU only; needs the onnx extra:
+            ``pip install "featherface[onnx]"``). The ONNX Runtime backend runs the raw ONNX graph
+            of the loaded weights, exported on first use and cached (see
+            :mod:`featherface.backends`); detections are decoded by the same code as with torch.
+            ``detector.backend`` tells which one runs.
+        fuse: run a copy of the network with every BatchNorm folded into the preceding conv
+            (same outputs to float32 rounding, faster). ``detector.network`` stays the unfused network.
+        channels_last: channels-last memory layout for the torch backend; ``None`` (default): on
+            for a fused network on CPU, where it is faster.
+        num_threads: CPU threads for inference: calls ``torch.set_num_threads(num_threads)``, which is
+            **process-wide** (it affects all torch code in the process), and sets the intra-op threads
+            of the ONNX Runtime session. ``None`` leaves the current setting.
+        onnx_path: with ``backend="onnxruntime"``: use this raw ONNX graph (exported there first if
+            the file does not exist) instead of the cache.
         **options: :class:`DetectorOptions` defaults for this detector.
 
     Raises:
-        ValueError: unknown model name or option value. featherface.hub.WeightsError (and its
-        subclasses for hash or config mismatches): weights missing, corrupt or not matching.
+        ValueError: unknown model name, backend or option value. ImportError: ``backend="onnxruntime"``
+        without onnxruntime installed. featherface.hub.WeightsError (and its subclasses for hash or
+        config mismatches): weights missing, corrupt or not matching.
     """
     from featherface.hub import load_weights_into, resolve_weights
-    from featherface.registry import get_spec
     from featherface.models import create_network
+    from featherface.registry import get_spec
 
     opts = DetectorOptions().updated(**options)
+    engine: dict[str, Any] = {"backend": backend, "fuse": fuse, "channels_last": channels_last,
+                              "num_threads": num_threads, "onnx_path": onnx_path}
+    if backend == "onnxruntime":
+        from featherface.backends import import_onnxruntime
+
+        import_onnxruntime()  # before loading any weights
     if name is None and weights is None:
         name = DEFAULT_MODEL
     spec = get_spec(name) if name is not None else None
@@ -295,10 +383,11 @@ def load_model(
         if weights is not None:
             raise ValueError("pretrained=False builds a random network; do not pass weights= with it")
         assert spec is not None
-        return FaceDetector(create_network(spec.config), spec.config, device=device, options=opts)
+        return FaceDetector(create_network(spec.config), spec.config, device=device, options=opts, **engine)
     resolved = resolve_weights(spec, weights=weights, revision=revision, cache_dir=cache_dir,
                                local_files_only=local_files_only)
     network = create_network(resolved.config)
     load_weights_into(network, resolved.model_file)
     logger.info("featherface: loaded %s weights from %s (%s)", resolved.config.name, resolved.model_file, resolved.source)
-    return FaceDetector(network, resolved.config, device=device, options=opts, weights_source=resolved.source)
+    return FaceDetector(network, resolved.config, device=device, options=opts, weights_source=resolved.source,
+                        **engine)

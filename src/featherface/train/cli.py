@@ -1,8 +1,8 @@
 """Command-line entry points of the training stack, registered into ``featherface``'s parser.
 
 ``featherface train CONFIG``, ``featherface evaluate``, ``featherface pseudo-label``,
-``featherface convert-reference`` and ``featherface export``. They need the ``train`` extra; the
-main CLI imports this module only when one of these commands is used.
+``featherface convert-reference`` and ``featherface export-checkpoint``. They need the ``train``
+extra; the main CLI imports this module only when one of these commands is used.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from pathlib import Path
 
 logger = logging.getLogger(__name__)
 
-COMMANDS = ("train", "evaluate", "pseudo-label", "convert-reference", "export")
+COMMANDS = ("train", "evaluate", "pseudo-label", "convert-reference", "export-checkpoint")
 
 
 def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -61,7 +61,7 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p.add_argument("out")
     p.set_defaults(func=cmd_convert_reference)
 
-    p = sub.add_parser("export", help="training checkpoint -> Hub-ready weights folder")
+    p = sub.add_parser("export-checkpoint", help="training checkpoint -> Hub-ready weights folder")
     p.add_argument("checkpoint")
     p.add_argument("out")
     p.add_argument("--no-ema", action="store_true", help="export the raw weights even if the checkpoint has EMA")

@@ -1,0 +1,188 @@
+"""Inference engines behind :class:`featherface.FaceDetector`: the network call, nothing else.
+
+A runner maps a prepared batch ``[B, 3, H, W]`` (float32, BGR minus the mean) to the raw outputs
+``(loc, logits, landmarks)``; pre- and post-processing stay in :mod:`featherface.api`, so every
+backend produces detections through the same code.
+
+- :class:`TorchRunner` (``"torch"``): a PyTorch module under ``torch.inference_mode``; by default the
+  BatchNorm-folded copy of the network (:func:`featherface.fuse.fuse_for_inference`), in
+  channels-last memory layout on CPU.
+- :class:`OnnxRuntimeRunner` (``"onnxruntime"``): an ONNX Runtime session of the raw graph
+  (:func:`featherface.export.export_network_onnx`), CPU execution provider, all graph optimisations.
+
+Both are safe to call from several threads at once (``InferenceSession.run`` is thread-safe).
+
+ONNX files exported for the ONNX Runtime backend are cached in ``$FEATHERFACE_CACHE/onnx/``
+(default ``~/.cache/featherface/onnx/``, or ``$XDG_CACHE_HOME/featherface/onnx/``), one file per
+weights digest (sha256 of the network's tensors and config), featherface version and opset, so a
+second ``load_model(..., backend="onnxruntime")`` with the same weights does not export again.
+Randomly initialised networks (``pretrained=False``) are exported to a temporary file instead.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from featherface._version import __version__
+from featherface.config import ModelConfig
+
+logger = logging.getLogger(__name__)
+
+__all__ = [
+    "BACKENDS",
+    "TorchRunner",
+    "OnnxRuntimeRunner",
+    "import_onnxruntime",
+    "onnx_cache_dir",
+    "weights_digest",
+]
+
+BACKENDS = ("torch", "onnxruntime")
+RawOutputs = tuple[torch.Tensor, torch.Tensor, torch.Tensor]
+
+_ONNX_HINT = 'pip install "featherface[onnx]"'
+
+
+def import_onnxruntime() -> Any:
+    """``import onnxruntime``, or an ``ImportError`` saying how to install it."""
+    try:
+        import onnxruntime
+    except ImportError as exc:
+        raise ImportError(
+            f"the onnxruntime backend needs the onnxruntime package, which is not installed: {_ONNX_HINT}"
+        ) from exc
+    return onnxruntime
+
+
+class TorchRunner:
+    """Runs a PyTorch module on ``device`` under ``torch.inference_mode``.
+
+    Args:
+        module: the network (eval mode, already on ``device``).
+        device: where the batch is moved before the call.
+        channels_last: run in channels-last memory layout (``module`` must have been converted).
+    """
+
+    name = "torch"
+
+    def __init__(self, module: nn.Module, device: torch.device, *, channels_last: bool = False) -> None:
+        self.module = module
+        self.device = device
+        self.channels_last = channels_last
+
+    def __call__(self, batch: torch.Tensor) -> RawOutputs:
+        with torch.inference_mode():
+            x = batch.to(self.device)
+            if self.channels_last:
+                x = x.contiguous(memory_format=torch.channels_last)
+            return self.module(x)
+
+
+class OnnxRuntimeRunner:
+    """Runs the raw ONNX graph (``input`` -> ``loc``, ``logits``, ``landmarks``) with ONNX Runtime.
+
+    Args:
+        model: path of the ``.onnx`` file, or its bytes.
+        num_threads: intra-op threads of the session (``None``: ONNX Runtime's default, one per core).
+        providers: execution providers (default ``["CPUExecutionProvider"]``).
+    """
+
+    name = "onnxruntime"
+    output_names = ("loc", "logits", "landmarks")
+
+    def __init__(self, model: str | os.PathLike | bytes, *, num_threads: int | None = None,
+                 providers: list[str] | None = None) -> None:
+        ort = import_onnxruntime()
+        so = ort.SessionOptions()
+        so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        if num_threads is not None:
+            so.intra_op_num_threads = int(num_threads)
+        self.path = None if isinstance(model, bytes) else Path(model)
+        source = model if isinstance(model, bytes) else str(model)
+        self.session = ort.InferenceSession(source, so, providers=providers or ["CPUExecutionProvider"])
+        inputs = [i.name for i in self.session.get_inputs()]
+        outputs = {o.name for o in self.session.get_outputs()}
+        if inputs != ["input"] or not set(self.output_names) <= outputs:
+            raise ValueError(
+                f"{self.path or 'the ONNX model'} is not a featherface raw graph (input 'input', outputs "
+                f"{', '.join(self.output_names)}); got inputs {inputs} and outputs {sorted(outputs)} "
+                "(a graph exported with --with-postprocess cannot back a FaceDetector)"
+            )
+
+    def __call__(self, batch: torch.Tensor) -> RawOutputs:
+        x = batch.detach().to("cpu", torch.float32).contiguous().numpy()
+        loc, logits, ldm = self.session.run(list(self.output_names), {"input": x})
+        return torch.from_numpy(loc), torch.from_numpy(logits), torch.from_numpy(ldm)
+
+
+# -- the ONNX cache ------------------------------------------------------------------------------------
+
+
+def onnx_cache_dir() -> Path:
+    """``$FEATHERFACE_CACHE/onnx``, else ``$XDG_CACHE_HOME/featherface/onnx``, else ``~/.cache/featherface/onnx``."""
+    root = os.environ.get("FEATHERFACE_CACHE")
+    if root:
+        return Path(root).expanduser() / "onnx"
+    xdg = os.environ.get("XDG_CACHE_HOME")
+    base = Path(xdg).expanduser() if xdg else Path.home() / ".cache"
+    return base / "featherface" / "onnx"
+
+
+def weights_digest(network: nn.Module, config: ModelConfig | None = None) -> str:
+    """sha256 over the network's state dict (names, dtypes, shapes, bytes) and its config."""
+    h = hashlib.sha256()
+    if config is not None:
+        h.update(json.dumps(config.to_dict(), sort_keys=True).encode())
+    for name, t in sorted(network.state_dict().items()):
+        t = t.detach().to("cpu").contiguous()
+        h.update(f"{name}|{t.dtype}|{tuple(t.shape)}|".encode())
+        h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+    return h.hexdigest()
+
+
+def _cache_file(network: nn.Module, config: ModelConfig, opset: int) -> Path:
+    digest = weights_digest(network, config)
+    version = __version__.replace("+", "_")
+    return onnx_cache_dir() / f"{config.name}-{digest[:32]}-featherface{version}-opset{opset}.onnx"
+
+
+def onnxruntime_runner_for(
+    network: nn.Module,
+    config: ModelConfig,
+    *,
+    onnx_path: str | os.PathLike | None = None,
+    cache: bool = True,
+    num_threads: int | None = None,
+    opset: int = 17,
+) -> OnnxRuntimeRunner:
+    """An :class:`OnnxRuntimeRunner` for ``network``: the given or cached ONNX file, exported if missing."""
+    import_onnxruntime()  # fail early, before exporting
+    from featherface.export import export_network_onnx
+
+    if onnx_path is not None:
+        path = Path(onnx_path).expanduser()
+        if not path.exists():
+            export_network_onnx(network, path, opset=opset)
+            logger.info("featherface: exported %s to %s", config.name, path)
+        return OnnxRuntimeRunner(path, num_threads=num_threads)
+    if not cache:
+        with tempfile.TemporaryDirectory(prefix="featherface-onnx-") as tmp:
+            path = Path(tmp) / f"{config.name}.onnx"
+            export_network_onnx(network, path, opset=opset)
+            return OnnxRuntimeRunner(path, num_threads=num_threads)  # the session keeps its own copy
+    path = _cache_file(network, config, opset)
+    if path.exists():
+        logger.info("featherface: using cached ONNX graph %s", path)
+    else:
+        export_network_onnx(network, path, opset=opset)
+        logger.info("featherface: exported %s to %s", config.name, path)
+    return OnnxRuntimeRunner(path, num_threads=num_threads)

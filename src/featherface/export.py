@@ -1,0 +1,346 @@
+"""ONNX export: the raw network graph, or a complete detector graph with post-processing.
+
+:func:`export_onnx` writes one of two graphs, both with dynamic batch, height and width:
+
+**Raw graph** (default): the BatchNorm-folded network (:func:`featherface.fuse.fuse_for_inference`).
+
+- input ``input``: float32 ``[B, 3, H, W]``, BGR 0..255 with the model's mean subtracted
+  (``config.mean_bgr``, (104, 117, 123) for the shipped models);
+- outputs ``loc`` ``[B, N, 4]``, ``logits`` ``[B, N, 2]``, ``landmarks`` ``[B, N, 10]``: the raw
+  outputs of :meth:`featherface.FaceDetector.forward_raw`, rows in prior order
+  (:func:`featherface.priors.generate_priors`).
+
+**Detector graph** (``with_postprocess=True``): image in, faces out.
+
+- input ``input``: ``[B, 3, H, W]`` raw BGR pixels 0..255, uint8 by default (``input_dtype="float32"``
+  for float pixels); the mean is subtracted inside the graph. An OpenCV frame ``img`` (``H x W x 3``
+  BGR uint8) becomes ``img.transpose(2, 0, 1)[None]``.
+- outputs, for the ``K`` faces of the whole batch, image by image, best first within an image:
+  ``boxes`` float32 ``[K, 4]`` (x1, y1, x2, y2 in input pixels, clipped to the image),
+  ``scores`` float32 ``[K]``, ``landmarks`` float32 ``[K, 10]`` (x0, y0, ..., x4, y4 in input pixels:
+  left eye, right eye, nose, left and right mouth corners) and ``batch_index`` int64 ``[K]`` (the image
+  each face belongs to).
+
+Inside the detector graph: priors are generated from the input shape (``ceil(H/step)`` feature maps,
+the same arithmetic as :mod:`featherface.priors`, hence the same values), boxes and landmarks are
+decoded (:mod:`featherface.box_coder`), scores are the softmax face probability, the best
+``pre_nms_top_k`` priors per image are kept and ONNX ``NonMaxSuppression`` (one class, per image; the
+continuous IoU convention) applies the score threshold (strictly greater), the IoU threshold and
+``max_detections``. These three values are constants of the graph: export again to change them. The
+result equals :meth:`featherface.FaceDetector.detect` on an image of the input's size with the same
+options (``legacy_nms=False``).
+
+The exporter is PyTorch's TorchScript-based one (``dynamo=False``), which keeps height and width
+dynamic for both networks.
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+import os
+import warnings
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal
+
+import torch
+from torch import nn
+from torch.onnx import operators as onnx_operators
+
+from featherface.box_coder import decode_boxes, decode_landmarks
+from featherface.config import ModelConfig, PriorConfig
+from featherface.ops import nms
+
+if TYPE_CHECKING:
+    from featherface.api import FaceDetector
+
+logger = logging.getLogger(__name__)
+
+__all__ = ["export_onnx", "export_network_onnx", "DetectionGraph", "DEFAULT_OPSET", "RAW_OUTPUTS", "DETECTION_OUTPUTS"]
+
+DEFAULT_OPSET = 17
+RAW_OUTPUTS = ("loc", "logits", "landmarks")
+DETECTION_OUTPUTS = ("boxes", "scores", "landmarks", "batch_index")
+_UNCAPPED = 2**31 - 1  # NonMaxSuppression's "no limit" for max_detections=None
+
+_SAMPLE_SIZE = (64, 96)  # trace input; the graph is generic in batch, height and width
+
+
+# -- in-graph pieces ---------------------------------------------------------------------------------
+
+
+def priors_from_shape(height: torch.Tensor, width: torch.Tensor, cfg: PriorConfig) -> torch.Tensor:
+    """Priors ``[N, 4]`` for an input of ``height x width`` given as 0-d int64 tensors (traceable).
+
+    The same values as :func:`featherface.priors.generate_priors`: feature maps of
+    ``ceil(H/step) x ceil(W/step)``, centres ``(i + 0.5) * step / H`` computed in float64 in the
+    same order and rounded once to float32; rows ordered level, row, column, anchor size.
+    """
+    dt = torch.float64
+    hf, wf = height.to(dt), width.to(dt)
+    chunks = []
+    for step, sizes in zip(cfg.steps, cfg.min_sizes):
+        fh = torch.div(height + (step - 1), step, rounding_mode="floor")  # ceil(H / step)
+        fw = torch.div(width + (step - 1), step, rounding_mode="floor")
+        cy = (torch.arange(fh, dtype=dt) + 0.5) * step / hf  # type: ignore[call-overload]  # [fh]
+        cx = (torch.arange(fw, dtype=dt) + 0.5) * step / wf  # type: ignore[call-overload]  # [fw]
+        s = torch.tensor(sizes, dtype=dt)
+        sw, sh = s / wf, s / hf  # [a]
+        # broadcast to [fh, fw, a]: adding exact zeros keeps every value bit-identical
+        zy, zx, za = cy[:, None, None] * 0.0, cx[None, :, None] * 0.0, sw[None, None, :] * 0.0
+        level = torch.stack(
+            [cx[None, :, None] + zy + za, cy[:, None, None] + zx + za, sw[None, None, :] + zy + zx,
+             sh[None, None, :] + zy + zx],
+            dim=-1,
+        )
+        chunks.append(level.reshape(-1, 4))
+    out = torch.cat(chunks, 0)
+    if cfg.clip:
+        out = out.clamp(0.0, 1.0)
+    return out.to(torch.float32)
+
+
+class _NonMaxSuppression(torch.autograd.Function):
+    """Per-image, one-class NMS that exports to ONNX ``NonMaxSuppression``.
+
+    ``boxes[B, N, 4]`` (x1, y1, x2, y2), ``scores[B, 1, N]`` -> ``selected[K, 3]`` int64 rows
+    ``(batch, 0, box)``, image by image, best first. Eager execution uses :func:`featherface.ops.nms`
+    (continuous IoU, suppress when IoU > threshold, keep scores > score_threshold), like ONNX Runtime.
+    """
+
+    @staticmethod
+    def forward(ctx: Any, boxes: torch.Tensor, scores: torch.Tensor, max_output: int, iou_threshold: float,
+                score_threshold: float) -> torch.Tensor:  # type: ignore[override]
+        rows = []
+        for b in range(boxes.shape[0]):
+            s = scores[b, 0]
+            cand = torch.nonzero(s > score_threshold).squeeze(1)
+            keep = cand[nms(boxes[b, cand], s[cand], iou_threshold, max_output=max_output)]
+            rows.append(torch.stack([torch.full_like(keep, b), torch.zeros_like(keep), keep], dim=1))
+        if not rows:
+            return torch.zeros((0, 3), dtype=torch.long, device=boxes.device)
+        return torch.cat(rows, 0)
+
+    @staticmethod
+    def symbolic(g: Any, boxes: Any, scores: Any, max_output: int, iou_threshold: float,
+                 score_threshold: float) -> Any:
+        return g.op(
+            "NonMaxSuppression",
+            boxes,
+            scores,
+            g.op("Constant", value_t=torch.tensor([max_output], dtype=torch.long)),
+            g.op("Constant", value_t=torch.tensor([iou_threshold], dtype=torch.float32)),
+            g.op("Constant", value_t=torch.tensor([score_threshold], dtype=torch.float32)),
+            center_point_box_i=0,
+        )
+
+
+def _top_k(scores: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """``topk(scores, min(k, N), dim=1)`` with ``N`` dynamic when tracing."""
+    if not torch.jit.is_tracing():
+        return torch.topk(scores, min(k, scores.shape[1]), dim=1, sorted=True)
+    n = onnx_operators.shape_as_tensor(scores)[1:2]
+    kk = torch.min(torch.cat([torch.tensor([k], dtype=n.dtype), n]))
+    return torch.topk(scores, kk, dim=1, sorted=True)  # type: ignore[arg-type]
+
+
+class DetectionGraph(nn.Module):
+    """Image batch -> faces, written for ONNX export (see the module docstring for inputs/outputs).
+
+    Running it in PyTorch gives the exported graph's results, with :func:`featherface.ops.nms` in
+    place of ``NonMaxSuppression``.
+    """
+
+    mean: torch.Tensor
+
+    def __init__(
+        self,
+        network: nn.Module,
+        config: ModelConfig,
+        *,
+        score_threshold: float = 0.5,
+        iou_threshold: float = 0.4,
+        max_detections: int | None = 750,
+        pre_nms_top_k: int | None = 5000,
+    ) -> None:
+        super().__init__()
+        self.network = network
+        self.priors_cfg = config.priors
+        self.register_buffer("mean", torch.tensor(config.mean_bgr, dtype=torch.float32).reshape(1, 3, 1, 1),
+                             persistent=False)
+        self.score_threshold = float(score_threshold)
+        self.iou_threshold = float(iou_threshold)
+        self.max_detections = _UNCAPPED if max_detections is None else int(max_detections)
+        self.pre_nms_top_k = pre_nms_top_k
+
+    def forward(self, image: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        x = image.to(torch.float32) - self.mean
+        loc, logits, ldm = self.network(x)
+        shape = onnx_operators.shape_as_tensor(image)
+        h, w = shape[2], shape[3]
+        priors = priors_from_shape(h, w, self.priors_cfg)  # [N, 4]
+        scores = torch.softmax(logits, dim=-1)[..., 1]  # [B, N]
+        if self.pre_nms_top_k is not None:
+            scores, idx = _top_k(scores, self.pre_nms_top_k)  # [B, k]
+            loc = torch.gather(loc, 1, idx[..., None].expand(-1, -1, 4))
+            ldm = torch.gather(ldm, 1, idx[..., None].expand(-1, -1, 10))
+            pri = priors[idx]  # [B, k, 4]
+        else:
+            pri = priors[None]
+        hw = torch.stack([w, h]).to(torch.float32)
+        var = self.priors_cfg.variances
+        boxes = decode_boxes(loc, pri, var) * hw.repeat(2)
+        pts = decode_landmarks(ldm, pri, var) * hw.repeat(5)
+        sel = _NonMaxSuppression.apply(boxes, scores[:, None, :], self.max_detections, self.iou_threshold,
+                                       self.score_threshold)
+        batch_index, box_index = sel[:, 0], sel[:, 2]
+        n = onnx_operators.shape_as_tensor(boxes)[1]
+        flat = batch_index * n + box_index
+        out_boxes = boxes.reshape(-1, 4).index_select(0, flat)
+        out_scores = scores.reshape(-1).index_select(0, flat)
+        out_pts = pts.reshape(-1, 10).index_select(0, flat)
+        lo = torch.zeros_like(hw)
+        x1y1 = torch.max(torch.min(out_boxes[:, :2], hw), lo)
+        x2y2 = torch.max(torch.min(out_boxes[:, 2:], hw), lo)
+        return torch.cat([x1y1, x2y2], dim=1), out_scores, out_pts, batch_index
+
+
+# -- export ------------------------------------------------------------------------------------------
+
+
+def _torch_export(module: nn.Module, sample: torch.Tensor, f: Any, input_names: list[str],
+                  output_names: list[str], dynamic_axes: dict[str, dict[int, str]], opset: int) -> None:
+    try:
+        import onnx  # noqa: F401  (PyTorch's exporter needs it)
+    except ImportError as exc:
+        raise ImportError('ONNX export needs the onnx package, which is not installed: pip install "featherface[onnx]"') from exc
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # tracer warnings about shape-dependent Python values
+        with torch.no_grad():
+            torch.onnx.export(
+                module, (sample,), f, input_names=input_names, output_names=output_names,
+                dynamic_axes=dynamic_axes, opset_version=opset, dynamo=False, do_constant_folding=True,
+            )
+
+
+def export_network_onnx(network: nn.Module, path: str | os.PathLike | None = None, *,
+                        opset: int = DEFAULT_OPSET, fuse: bool = True) -> bytes | Path:
+    """Export the raw graph of ``network`` (see the module docstring); returns ``path``, or the bytes.
+
+    The network is copied to the CPU (and BatchNorm-folded with ``fuse``); ``network`` is unchanged.
+    """
+    from featherface.fuse import fuse_for_inference
+
+    net = fuse_for_inference(network) if fuse else _cpu_eval_copy(network)
+    net = net.to("cpu").eval()
+    sample = torch.zeros(1, 3, *_SAMPLE_SIZE)
+    dyn = {"input": {0: "batch", 2: "height", 3: "width"}}
+    dyn.update({name: {0: "batch", 1: "priors"} for name in RAW_OUTPUTS})
+    buf = io.BytesIO()
+    _torch_export(net, sample, buf, ["input"], list(RAW_OUTPUTS), dyn, opset)
+    data = buf.getvalue()
+    if path is None:
+        return data
+    return _write_atomic(Path(path), data)
+
+
+def _cpu_eval_copy(network: nn.Module) -> nn.Module:
+    import copy
+
+    return copy.deepcopy(network).to("cpu").eval()
+
+
+def _write_atomic(path: Path, data: bytes) -> Path:
+    path = path.expanduser()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_bytes(data)
+    os.replace(tmp, path)
+    return path
+
+
+def _resolve(detector_or_name: FaceDetector | str | nn.Module) -> tuple[nn.Module, ModelConfig, Any]:
+    from featherface.api import DetectorOptions, FaceDetector, load_model
+
+    obj = detector_or_name
+    if isinstance(obj, str):
+        obj = load_model(obj, device="cpu", backend="torch")
+    if isinstance(obj, FaceDetector):
+        return obj.network, obj.config, obj.options
+    config = getattr(obj, "config", None)
+    if isinstance(obj, nn.Module) and isinstance(config, ModelConfig):
+        return obj, config, DetectorOptions()
+    raise TypeError(
+        f"export_onnx expects a FaceDetector, a model name or a featherface network, got {type(obj).__name__}"
+    )
+
+
+def export_onnx(
+    detector_or_name: FaceDetector | str | nn.Module,
+    path: str | os.PathLike,
+    *,
+    with_postprocess: bool = False,
+    opset: int = DEFAULT_OPSET,
+    score_threshold: float | None = None,
+    iou_threshold: float | None = None,
+    max_detections: int | None = None,
+    pre_nms_top_k: int | None = None,
+    input_dtype: Literal["uint8", "float32"] = "uint8",
+) -> Path:
+    """Export a detector to an ONNX file with dynamic batch, height and width.
+
+    Args:
+        detector_or_name: a :class:`featherface.FaceDetector`, a registered model name (its
+            published weights are loaded) or a featherface network (with its ``config``).
+        path: the ``.onnx`` file to write (parent folders are created).
+        with_postprocess: ``False``: the raw network graph (``input`` -> ``loc``, ``logits``,
+            ``landmarks``). ``True``: the detector graph (raw BGR pixels -> ``boxes``, ``scores``,
+            ``landmarks``, ``batch_index``); see :mod:`featherface.export`.
+        opset: ONNX opset (17 is tested).
+        score_threshold: detector graph: keep faces scoring strictly above this.
+        iou_threshold: detector graph: NMS IoU threshold.
+        max_detections: detector graph: faces per image at most (``None``: no cap).
+        pre_nms_top_k: detector graph: best candidates per image kept before NMS. These four are
+            constants of the graph; default: the detector's options (0.5, 0.4, 750 and 5000 for a
+            new detector).
+        input_dtype: element type of the detector graph's ``input``, ``"uint8"`` or ``"float32"``
+            (pixels 0..255 either way).
+
+    Returns:
+        ``path``.
+
+    Raises:
+        ValueError: a detector with ``legacy_nms=True`` (ONNX NMS has no "+1" convention) or an
+            invalid threshold or ``input_dtype``. ImportError: the ``onnx`` package is missing
+            (``pip install "featherface[onnx]"``).
+    """
+    from featherface.api import DetectorOptions
+    from featherface.fuse import fuse_for_inference
+
+    network, config, options = _resolve(detector_or_name)
+    path = Path(path)
+    if not with_postprocess:
+        out = export_network_onnx(network, path, opset=opset)
+        assert isinstance(out, Path)
+        return out
+    if input_dtype not in ("uint8", "float32"):
+        raise ValueError(f"input_dtype must be 'uint8' or 'float32', got {input_dtype!r}")
+    if options.legacy_nms:
+        raise ValueError("the ONNX detector graph uses the continuous IoU convention; export with legacy_nms=False")
+    overrides = {k: v for k, v in (("score_threshold", score_threshold), ("iou_threshold", iou_threshold),
+                                   ("max_detections", max_detections), ("pre_nms_top_k", pre_nms_top_k))
+                 if v is not None}
+    opts: DetectorOptions = options.updated(**overrides)
+    graph = DetectionGraph(
+        fuse_for_inference(network).to("cpu"), config, score_threshold=opts.score_threshold,
+        iou_threshold=opts.iou_threshold, max_detections=opts.max_detections, pre_nms_top_k=opts.pre_nms_top_k,
+    ).eval()
+    dtype = torch.uint8 if input_dtype == "uint8" else torch.float32
+    sample = torch.full((1, 3, *_SAMPLE_SIZE), 128, dtype=dtype)
+    dyn = {"input": {0: "batch", 2: "height", 3: "width"}}
+    dyn.update({name: {0: "faces"} for name in DETECTION_OUTPUTS})
+    buf = io.BytesIO()
+    _torch_export(graph, sample, buf, ["input"], list(DETECTION_OUTPUTS), dyn, opset)
+    out = _write_atomic(path, buf.getvalue())
+    logger.info("featherface: wrote %s (%s, detector graph)", out, config.name)
+    return out
