@@ -43,7 +43,7 @@ def test_the_example_image_is_the_astronaut():
 
 
 def test_every_example_is_tested_and_documented():
-    assert set(SCRIPTS) == {"blur_faces.py", "detect_folder.py", "detect_image.py", "webcam.py"}
+    assert set(SCRIPTS) == {"blur_faces.py", "detect_folder.py", "detect_image.py", "ray_folder.py", "webcam.py"}
     for name in SCRIPTS:
         module = load_example(name[:-3])
         assert module.__doc__ and module.__doc__.strip(), name
@@ -84,6 +84,9 @@ def test_detect_folder(tmp_path):
     assert [(Path(r["image"]).name, r["width"], r["height"]) for r in records] == [("x.png", 160, 160),
                                                                                  ("y.jpg", 128, 96)]
     assert all(len(r["faces"]) == 2 for r in records)
+
+
+# ray_folder.py runs on a local Ray cluster in tests/test_ray.py (skipped without Ray installed)
 
 
 def test_webcam_on_a_video_file_headless(tmp_path):

@@ -21,7 +21,7 @@ import dataclasses
 import logging
 import math
 import os
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -314,6 +314,21 @@ class FaceDetector:
             for i, det in zip(idx, self._decode(raw, size, opts)):
                 results[i] = self._to_detections(det, size, prepared[i][1])
         return [r if r is not None else [] for r in results]
+
+    def detect_stream(
+        self, inputs: Iterable[ImageInput], *, batch_size: int = 8, workers: int = 0, color: ColorOrder = "rgb",
+        **options: Any,
+    ) -> Iterator[tuple[Any, list[Detection] | Exception]]:
+        """Detect faces in many images (a folder's files, a stream of frames): batched, with parallel
+        decoding in ``workers`` processes; yields ``(item, detections)`` in input order, or
+        ``(item, exception)`` for an input that could not be read (the stream goes on).
+
+        Each result equals ``detect(item)``. See :func:`featherface.stream.detect_stream` for the
+        batching rules and the other arguments.
+        """
+        from featherface.stream import detect_stream
+
+        return detect_stream(self, inputs, batch_size=batch_size, workers=workers, color=color, **options)
 
 
 def load_model(

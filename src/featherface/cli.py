@@ -306,6 +306,10 @@ def _add_detect_arguments(p: argparse.ArgumentParser) -> None:
                    help='print one JSON object per image: {"image", "width", "height", "faces"}')
     p.add_argument("--save-dir", metavar="DIR", default=None,
                    help="write annotated copies as DIR/<stem>.jpg (a suffix _1, _2... avoids clashes)")
+    p.add_argument("--batch-size", metavar="B", type=int, default=1,
+                   help="run up to B images of the same network-input size per network call (default 1)")
+    p.add_argument("--workers", metavar="W", type=int, default=0,
+                   help="decode and resize images in W worker processes (default 0: in this process)")
     add_model_arguments(p)
 
 
@@ -371,8 +375,11 @@ def _plural(n: int, word: str) -> str:
 
 def _cmd_detect(args: argparse.Namespace) -> int:
     from featherface.io import read_image_file
+    from featherface.stream import detect_files
     from featherface.visualize import draw
 
+    if args.batch_size < 1 or args.workers < 0:
+        raise CLIError("--batch-size must be >= 1 and --workers >= 0", EXIT_USAGE)
     paths = expand_inputs(args.inputs, recursive=args.recursive)
     save_dir = Path(args.save_dir) if args.save_dir else None
     if save_dir is not None:
@@ -383,15 +390,16 @@ def _cmd_detect(args: argparse.Namespace) -> int:
     det = load_detector_from_args(args)
     used: set[str] = set()
     failures = 0
-    for path in paths:
-        try:
-            bgr = read_image_file(path)
-            faces = det.detect(bgr, color="bgr")
-        except (ValueError, OSError) as exc:  # ImageError (undecodable...), above max_input_pixels
+    progress = sys.stderr if sys.stderr.isatty() else None  # "N/total images, R images/s"
+    for path, faces, size in detect_files(det, paths, batch_size=args.batch_size, workers=args.workers,
+                                          progress=progress):
+        if isinstance(faces, Exception):  # ImageError (undecodable...), above max_input_pixels
+            exc = faces
             failures += 1
             _error(f"{exc}" if str(path) in str(exc) else f"{path}: {exc}")
             continue
-        height, width = bgr.shape[:2]
+        assert size is not None
+        height, width = size
         if args.json:
             record = {"image": str(path), "width": width, "height": height, "faces": [f.to_dict() for f in faces]}
             print(json.dumps(record), flush=True)
@@ -403,8 +411,9 @@ def _cmd_detect(args: argparse.Namespace) -> int:
         if save_dir is not None:
             out = _unique_output(save_dir, path.stem, used)
             try:
+                bgr = read_image_file(path)
                 _write_jpeg(out, draw(bgr, faces, color="bgr"))
-            except OSError as exc:
+            except (ValueError, OSError) as exc:
                 failures += 1
                 _error(f"cannot write {out}: {exc}")
                 continue

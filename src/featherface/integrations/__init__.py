@@ -1,0 +1,5 @@
+"""Integrations with other frameworks; each submodule imports its framework only when used.
+
+* :mod:`featherface.integrations.ray`: :class:`~featherface.integrations.ray.RayFaceDetector` for
+  ``ray.data.Dataset.map_batches`` (``pip install "featherface[ray]"``).
+"""
