@@ -310,7 +310,7 @@ def generate_models() -> str:
         "",
         "## Weights",
         "",
-        "Models marked *not yet* have no published weights: load your own with",
+        "Models marked *none* have no weights yet: load your own with",
         "`featherface.load_model(name, weights=\"path/to/folder\")` (a folder with `config.json` +",
         "`model.safetensors`, as written by `featherface.hub.save_weights_folder`) or",
         "`featherface detect --weights PATH ...`. Published weights are fetched from the Hugging Face Hub",

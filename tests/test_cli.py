@@ -173,7 +173,7 @@ def test_unknown_model_lists_known_models(capsys, images):
 
 
 def test_missing_published_weights_is_a_clear_error(capsys, images):
-    code, _, err = run(capsys, "detect", str(images["a"]))
+    code, _, err = run(capsys, "detect", str(images["a"]), "--model", "v1")
     assert code == 1
     line = _one_error_line(err)
     assert "no published weights" in line and "--weights" in line and "--random-weights" in line
@@ -230,7 +230,8 @@ def test_models_table_and_json(capsys):
     assert header.split()[:2] == ["name", "params"]
     assert any(r.split()[:3] == ["v1", "592,371", "488,661"] for r in rows)
     assert any(r.split()[:3] == ["v2_ultra", "244,523", "244,523"] for r in rows)
-    assert all("not yet" in r for r in rows)
+    assert any(r.split()[0] == "v1" and r.split()[3] == "none" for r in rows)
+    assert any(r.split()[0] == "v2_ultra" and r.split()[3] == "packaged" for r in rows)
 
     code, out, _ = run(capsys, "models", "--json")
     assert code == 0
@@ -238,17 +239,22 @@ def test_models_table_and_json(capsys):
     assert set(records) == set(featherface.list_models())
     assert records["v1"]["params"] == 592371 and records["v1"]["thop_params"] == 488661
     assert records["v2_ultra"]["params"] == 244523
-    assert records["v2_ultra"]["weights"] == "not yet" and records["v2_ultra"]["metrics"] == {}
+    assert records["v1"]["weights"] == "none" and records["v1"]["metrics"] == {}
+    assert records["v2_ultra"]["weights"] == "packaged" and set(records["v2_ultra"]["metrics"]) == {"easy", "medium", "hard"}
 
 
 def test_download_without_published_weights(capsys, tmp_path):
-    code, out, err = run(capsys, "download", "v2_ultra", "--cache-dir", str(tmp_path))
+    code, out, err = run(capsys, "download", "v1", "--cache-dir", str(tmp_path))
     assert code == 1
     assert "no published weights" in _one_error_line(err)
+    # v2_ultra ships inside the package but is not on the Hub yet: nothing to download
+    code, out, err = run(capsys, "download", "v2_ultra", "--cache-dir", str(tmp_path))
+    assert code == 1
+    assert "not on the Hugging Face Hub yet" in _one_error_line(err)
 
     code, out, err = run(capsys, "download", "--all", "--cache-dir", str(tmp_path))
     assert code == 1
-    assert "skipped" in out and "no model has published weights" in _one_error_line(err)
+    assert "v1: skipped" in out and "not on the Hugging Face Hub yet" in _one_error_line(err)
 
 
 def test_download_usage_errors(capsys):
@@ -286,10 +292,10 @@ def test_models_shows_published_weights_metrics_and_licence(capsys, published_mo
     code, out, _ = run(capsys, "models")
     assert code == 0
     row = next(line for line in out.splitlines() if line.startswith("cli_test_model "))
-    assert row.split()[1:4] == ["244,523", "244,523", "published"]
+    assert row.split()[1:4] == ["244,523", "244,523", "hub"]
     assert "easy_ap 0.5 (test protocol)" in row and row.endswith("MIT")
     record = next(r for r in json.loads(run(capsys, "models", "--json")[1]) if r["name"] == "cli_test_model")
-    assert record["weights"] == "published" and record["metrics"] == {"easy_ap": 0.5}
+    assert record["weights"] == "hub" and record["metrics"] == {"easy_ap": 0.5}
     assert record["revision"] == "0123456789abcdef0123456789abcdef01234567" and record["license"] == "MIT"
 
 

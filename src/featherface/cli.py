@@ -449,7 +449,7 @@ def model_table() -> list[dict[str, Any]]:
             "description": spec.description,
             "params": count_parameters(net),
             "thop_params": thop_equivalent_parameters(net),
-            "weights": "not yet" if w is None else ("packaged only" if w.revision is None else "hub + packaged"),
+            "weights": "none" if w is None else ("packaged" if w.revision is None else "hub"),
             "repo_id": None if w is None else w.repo_id,
             "revision": None if w is None else w.revision,
             "sha256": None if w is None else w.sha256,

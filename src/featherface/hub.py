@@ -262,16 +262,19 @@ def load_weights_into(model: nn.Module, path: str | os.PathLike) -> None:
     model.load_state_dict(state, strict=True)
 
 
-def save_weights_folder(model: nn.Module, config: ModelConfig, folder: str | os.PathLike,
-                        metadata: dict[str, str] | None = None) -> str:
-    """Write ``config.json`` + ``model.safetensors`` into ``folder``; returns the weights' sha256."""
+def save_weights_folder(model: nn.Module, config: ModelConfig, folder: str | os.PathLike) -> str:
+    """Write ``config.json`` + ``model.safetensors`` into ``folder``; returns the weights' sha256.
+
+    The output is byte-reproducible: the same weights always give the same sha256 (the safetensors
+    header carries a single metadata entry, because several would be written in an unspecified order).
+    """
     from safetensors.torch import save_file
 
     out = Path(folder)
     out.mkdir(parents=True, exist_ok=True)
     (out / CONFIG_FILENAME).write_text(json.dumps(config.to_dict(), indent=2) + "\n", encoding="utf-8")
     state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
-    save_file(state, str(out / MODEL_FILENAME), metadata={"format": "pt", **(metadata or {})})
+    save_file(state, str(out / MODEL_FILENAME), metadata={"format": "pt"})
     return sha256_file(out / MODEL_FILENAME)
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from torch import nn
 
-from featherface.config import ModelConfig, ModelSpec, PriorConfig, V2UltraTechniques
+from featherface.config import ModelConfig, ModelSpec, PriorConfig, V2UltraTechniques, WeightsSpec
 
 _V1 = ModelConfig(
     name="v1",
@@ -36,6 +36,23 @@ _REGISTRY: dict[str, ModelSpec] = {
         name="v2_ultra",
         config=_V2_ULTRA,
         description="FeatherFace V2 Ultra: width-20 neck, shared attention, distilled from v1; ~244.5 K params",
+        weights=WeightsSpec(
+            # Trained by this project (configs/cpu/v2_ultra_cpu_reduced.yaml, reduced CPU schedule).
+            # Not uploaded to the Hub yet (revision None): the packaged copy is used. repo_id is
+            # where the Hub-ready folder (src/featherface/weights/v2_ultra) is to be published.
+            repo_id="featherface/featherface-v2-ultra",
+            revision=None,
+            filename="model.safetensors",
+            sha256="28c62f9c30135a94c0dd2903c94d072b0f3812eda5c72e8b1d587489698b7f58",
+            num_params=244_523,
+            license="MIT (weights trained on WIDER FACE: non-commercial research data)",
+            packaged="v2_ultra",
+            metrics={"easy": 0.3963718283490709, "medium": 0.37628197450698364, "hard": 0.22135822041449676},
+            metrics_protocol=(
+                "AP on a fixed 500-image WIDER FACE val subset (seed 0), original size, official "
+                "protocol; not full val"
+            ),
+        ),
     ),
 }
 

@@ -102,7 +102,7 @@ def export_model(
 ) -> str:
     """Write the folder for ``model``; returns the sha256 of ``model.safetensors``."""
     model = model.eval()
-    sha = save_weights_folder(model, config, out_dir, metadata={"featherface_version": __version__})
+    sha = save_weights_folder(model, config, out_dir)
     if card is not None:
         text = card.render(config, count_parameters(model), thop_equivalent_parameters(model), sha)
         (Path(out_dir) / "README.md").write_text(text, encoding="utf-8")

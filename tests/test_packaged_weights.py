@@ -1,0 +1,94 @@
+"""The weights shipped inside the package: registry metadata matches the files, and they find faces.
+
+These tests need no network and no shared data: they exercise exactly what a fresh offline
+``pip install`` gets.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+import featherface
+from featherface.config import ModelConfig
+from featherface.hub import packaged_weights_dir, sha256_file
+from featherface.models import count_parameters
+from featherface.registry import get_spec, list_models
+
+ASTRONAUT = Path(__file__).parents[1] / "examples" / "images" / "astronaut.png"
+# Eileen Collins' face in scikit-image's astronaut photo, annotated by hand (x1, y1, x2, y2)
+ASTRONAUT_FACE = (179.0, 55.0, 268.0, 177.0)
+
+PACKAGED = [n for n in list_models() if get_spec(n).weights is not None and get_spec(n).weights.packaged]
+
+
+def test_default_model_is_packaged() -> None:
+    assert "v2_ultra" in PACKAGED
+
+
+@pytest.mark.parametrize("name", PACKAGED)
+def test_registry_matches_packaged_files(name: str) -> None:
+    w = get_spec(name).weights
+    assert w is not None and w.packaged
+    folder = packaged_weights_dir() / w.packaged
+    assert sha256_file(folder / w.filename) == w.sha256
+    assert ModelConfig.from_dict(json.loads((folder / "config.json").read_text())) == get_spec(name).config
+    det = featherface.load_model(name, device="cpu", local_files_only=True)
+    assert det.weights_source == "packaged"
+    assert count_parameters(det.network) == w.num_params
+    card = (folder / "README.md").read_text()
+    assert "non-commercial research" in card and w.sha256 in card
+    for key in ("easy", "medium", "hard"):
+        assert f"{100 * w.metrics[key]:.2f}" in card  # the card shows the registered, measured numbers
+    assert w.metrics_protocol
+
+
+def _iou(a: tuple[float, ...], b: tuple[float, ...]) -> float:
+    ix = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
+    iy = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
+    inter = ix * iy
+    return inter / ((a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter)
+
+
+@pytest.mark.parametrize("name", PACKAGED)
+def test_packaged_weights_find_the_astronaut(name: str) -> None:
+    torch.manual_seed(0)
+    det = featherface.load_model(name, device="cpu", local_files_only=True)
+    faces = det.detect(ASTRONAUT)
+    assert faces, "no face found in the astronaut photo"
+    best = faces[0]
+    assert best.score > 0.5
+    assert _iou(best.box, ASTRONAUT_FACE) >= 0.5
+    x1, y1, x2, y2 = best.box
+    assert all(x1 <= x <= x2 and y1 <= y <= y2 for x, y in best.landmarks)
+    (lx, ly), (rx, ry) = best.landmarks[0], best.landmarks[1]
+    assert lx < rx  # left eye (image left) before right eye
+    assert max(ly, ry) < best.landmarks[3][1]  # eyes above the mouth corners
+    assert len([f for f in faces if f.score > 0.5]) == 1  # one person in the photo
+
+
+def test_readme_main_command_runs_offline(tmp_path: Path) -> None:
+    """The README's first command: detect on the shipped image with the packaged default weights."""
+    env = {"HF_HUB_OFFLINE": "1", "PATH": "", "HOME": str(tmp_path), "HF_HOME": str(tmp_path / "hf")}
+    out = subprocess.run(
+        [sys.executable, "-m", "featherface", "detect", str(ASTRONAUT), "--save-dir", str(tmp_path / "out")],
+        capture_output=True, text=True, env=env, timeout=300,
+    )
+    assert out.returncode == 0, out.stderr
+    assert "astronaut.png: 1 face" in out.stdout
+    assert (tmp_path / "out" / "astronaut.jpg").stat().st_size > 10_000
+
+
+def test_weights_folders_are_byte_reproducible(tmp_path: Path) -> None:
+    """The same weights always export to the same sha256 (registered hashes stay reproducible)."""
+    from featherface.hub import save_weights_folder
+
+    torch.manual_seed(1)
+    model = featherface.build_model("v2_ultra")
+    hashes = {save_weights_folder(model, model.config, tmp_path / str(i)) for i in range(3)}
+    assert len(hashes) == 1
