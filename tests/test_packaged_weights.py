@@ -92,3 +92,13 @@ def test_weights_folders_are_byte_reproducible(tmp_path: Path) -> None:
     model = featherface.build_model("v2_ultra")
     hashes = {save_weights_folder(model, model.config, tmp_path / str(i)) for i in range(3)}
     assert len(hashes) == 1
+
+
+def test_explicit_weights_checked_against_given_sha256(tmp_path: Path) -> None:
+    from featherface.hub import WeightsIntegrityError, save_weights_folder
+
+    model = featherface.build_model("v2_ultra")
+    sha = save_weights_folder(model, model.config, tmp_path / "w")
+    assert featherface.load_model(weights=tmp_path / "w", sha256=sha, device="cpu").weights_source == "explicit"
+    with pytest.raises(WeightsIntegrityError, match="does not match"):
+        featherface.load_model(weights=tmp_path / "w", sha256="0" * 64, device="cpu")

@@ -345,6 +345,7 @@ def load_model(
     channels_last: bool | None = None,
     num_threads: int | None = None,
     onnx_path: str | os.PathLike | None = None,
+    sha256: str | None = None,
     **options: Any,
 ) -> FaceDetector:
     """Create a :class:`FaceDetector`.
@@ -358,6 +359,8 @@ def load_model(
         revision: a Hub commit other than the pinned one (its hash is then not verified).
         cache_dir: Hugging Face cache folder (default ``HF_HOME``/``HF_HUB_CACHE``).
         local_files_only: never touch the network (the cache, then the packaged copy).
+        sha256: expected sha256 of your own ``weights=`` file; a mismatch raises
+            ``WeightsIntegrityError`` (registered weights are always checked against the registry).
         pretrained: ``False`` gives a randomly initialised network (tests, training from scratch).
         backend: ``"torch"`` (default) or ``"onnxruntime"`` (CPU only; needs the onnx extra:
             ``pip install "featherface[onnx]"``). The ONNX Runtime backend runs the raw ONNX graph
@@ -399,7 +402,7 @@ def load_model(
             raise ValueError("pretrained=False builds a random network; do not pass weights= with it")
         assert spec is not None
         return FaceDetector(create_network(spec.config), spec.config, device=device, options=opts, **engine)
-    resolved = resolve_weights(spec, weights=weights, revision=revision, cache_dir=cache_dir,
+    resolved = resolve_weights(spec, weights=weights, revision=revision, cache_dir=cache_dir, sha256=sha256,
                                local_files_only=local_files_only)
     network = create_network(resolved.config)
     load_weights_into(network, resolved.model_file)
