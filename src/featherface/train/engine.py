@@ -25,7 +25,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
-import math
 import os
 import time
 from collections.abc import Iterator, Mapping, Sequence
@@ -580,4 +579,3 @@ def train(config: TrainConfig | str | os.PathLike, *, resume: str | os.PathLike 
 
 
 __all__ = ["DataSource", "TrainConfig", "Trainer", "EpochBatchSampler", "load_backbone_weights", "load_teacher", "train"]
-_ = math  # math is kept for schedule helpers used by callers
