@@ -107,6 +107,7 @@ _SUBCOMMANDS: dict[str, Subcommand] = {}
 SUBCOMMAND_MODULES: dict[str, tuple[str, ...]] = {
     "featherface.train.cli": ("train", "evaluate", "pseudo-label", "convert-reference", "export-checkpoint"),
     "featherface.export_cli": ("export",),
+    "featherface.bench": ("bench",),
 }
 """Modules that add commands, mapped to the command names they add. A module is imported only when
 one of its commands is run, or when the full command list is needed (``featherface --help``, an
