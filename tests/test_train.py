@@ -198,3 +198,28 @@ def test_overfitting_four_images_reaches_high_recall(shared: Path, small_labels:
     assert recall >= 0.9, f"recall {recall:.2f} after {step} steps"
     assert n_dets <= 2 * faces, f"{n_dets} detections for {faces} faces"
     assert isinstance(FaceDetector(model, cfg, device="cpu").detect(np.zeros((64, 64, 3), np.uint8)), list)
+
+
+def test_pseudo_label_landmarks_and_val_refusal(shared: Path, small_labels: Path, tmp_path: Path) -> None:
+    """Teacher landmarks are attached to annotated boxes and written as readable JSON lines."""
+    from featherface.convert import load_reference_v1
+    from featherface.train.data import FaceSample, read_jsonl
+    from featherface.train.pseudo import label_landmarks
+
+    teacher = load_reference_v1(shared_file(shared, "data/weights/featherface_v1_reference.safetensors"))
+    samples = read_widerface_bbx_gt(small_labels, shared / IMAGES)[:2]
+    out = tmp_path / "labels.jsonl"
+    stats = label_landmarks(teacher, samples, out, shared / IMAGES, max_side=640, progress=False)
+    assert stats["images"] == 2 and stats["faces"] == sum(len(s.boxes) for s in samples)
+    assert stats["found"] >= stats["faces"] // 2  # clear faces >= 40 px: the teacher finds most
+    back = read_jsonl(out, shared / IMAGES)
+    assert sum(int(s.has_landmarks.sum()) for s in back) == stats["found"]
+    for s, orig in zip(back, samples):
+        np.testing.assert_allclose(s.boxes, orig.boxes, atol=1e-3)  # official boxes kept as they are
+        for box, pts, has in zip(s.boxes, s.landmarks, s.has_landmarks):
+            if has:  # landmarks lie in (or very near) their face box
+                assert (pts[:, 0] > box[0] - 0.2 * (box[2] - box[0])).all() and (pts[:, 0] < box[2] + 0.2 * (box[2] - box[0])).all()
+    val = FaceSample(Path("/data/widerface/val/images/0--Parade/x.jpg"), np.zeros((0, 4), np.float32),
+                     np.zeros((0, 5, 2), np.float32), np.zeros(0, bool))
+    with pytest.raises(ValueError, match="val"):
+        label_landmarks(teacher, [val], tmp_path / "v.jsonl", tmp_path, progress=False)

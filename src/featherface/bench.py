@@ -70,7 +70,9 @@ def _image(width: int, height: int) -> Any:
     import cv2
     import numpy as np
 
-    img = cv2.imread(str(IMAGE), cv2.IMREAD_COLOR) if IMAGE.exists() else None
+    from featherface.io import read_image_file
+
+    img = read_image_file(IMAGE) if IMAGE.exists() else None
     if img is None:
         img = np.random.default_rng(0).integers(0, 256, (height, width, 3), dtype=np.uint8)
     interp = cv2.INTER_AREA if width * height < img.shape[0] * img.shape[1] else cv2.INTER_LINEAR

@@ -36,7 +36,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Union
 
-import cv2
 import numpy as np
 import torch
 from torch.utils.data import Dataset
@@ -417,19 +416,18 @@ def write_jsonl(samples: Sequence[FaceSample], path: PathLike, images_root: Path
 
 
 def load_image_bgr(path: PathLike) -> np.ndarray:
-    """Load an image for training as ``uint8 [H, W, 3]`` BGR (``cv2.imread``, grey images expanded).
+    """Load an image for training as ``uint8 [H, W, 3]`` BGR (grey images expanded).
+
+    Uses the package's single image loader, :func:`featherface.io.read_image_file` (EXIF
+    orientation applied, so boxes annotated on the displayed image line up).
 
     Raises:
         FileNotFoundError: ``path`` does not exist (the message names it).
-        ValueError: OpenCV cannot decode the file (the message names it).
+        ValueError: the file cannot be decoded (an :class:`featherface.io.ImageError`, naming it).
     """
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"image not found: {path}")
-    image = cv2.imread(str(path), cv2.IMREAD_COLOR)
-    if image is None:
-        raise ValueError(f"cannot decode image: {path}")
-    return image
+    from featherface.io import read_image_file
+
+    return read_image_file(path)
 
 
 class FaceDataset(Dataset):

@@ -31,6 +31,18 @@ def _to_input(image_bgr: np.ndarray, mean_bgr: Sequence[float], device: torch.de
     return x.permute(2, 0, 1)[None].to(device)
 
 
+def _load_for_teacher(path: Path, max_side: int | None) -> tuple[np.ndarray, int, int]:
+    """BGR image downscaled to ``max_side`` for the teacher pass, and its original ``(h, w)``."""
+    import cv2
+
+    img = load_image_bgr(path)
+    h, w = img.shape[:2]
+    if max_side and max(h, w) > max_side:
+        f = max_side / max(h, w)
+        img = cv2.resize(img, (round(w * f), round(h * f)), interpolation=cv2.INTER_AREA)
+    return img, h, w
+
+
 def _check_not_val(path: Path) -> None:
     if any(part.lower() in ("wider_val", "val") for part in path.parts[-4:-1]):
         raise ValueError(f"{path}: refusing to pseudo-label a WIDER FACE val image (val is for evaluation only)")
@@ -51,8 +63,6 @@ def label_landmarks(
     ``max_side`` downscales very large images for the teacher pass (coordinates are normalised, so
     the result is independent of the scale up to the teacher's accuracy).
     """
-    import cv2
-
     dev = torch.device(device)
     mean = teacher.config.mean_bgr  # type: ignore[attr-defined]
     out: list[FaceSample] = []
@@ -60,11 +70,7 @@ def label_landmarks(
     it = _progress(samples, progress)
     for s in it:
         _check_not_val(Path(s.image_path))
-        img = load_image_bgr(s.image_path)
-        h, w = img.shape[:2]
-        if max_side and max(h, w) > max_side:
-            f = max_side / max(h, w)
-            img = cv2.resize(img, (round(w * f), round(h * f)), interpolation=cv2.INTER_AREA)
+        img, h, w = _load_for_teacher(Path(s.image_path), max_side)
         need = ~s.has_landmarks
         landmarks = s.landmarks.copy()
         has = s.has_landmarks.copy()
@@ -98,8 +104,6 @@ def label_unlabelled(
     progress: bool = True,
 ) -> dict[str, int]:
     """Teacher detections (score > ``score_threshold``) as labels for unlabelled photographs."""
-    import cv2
-
     dev = torch.device(device)
     mean = teacher.config.mean_bgr  # type: ignore[attr-defined]
     out: list[FaceSample] = []
@@ -108,15 +112,11 @@ def label_unlabelled(
         path = Path(p)
         _check_not_val(path)
         try:
-            img = load_image_bgr(path)
+            img, h, w = _load_for_teacher(path, max_side)
         except (OSError, ValueError) as exc:
             logger.warning("skipping %s: %s", path, exc)
             stats["unreadable"] += 1
             continue
-        h, w = img.shape[:2]
-        if max_side and max(h, w) > max_side:
-            f = max_side / max(h, w)
-            img = cv2.resize(img, (round(w * f), round(h * f)), interpolation=cv2.INTER_AREA)
         hh, ww = img.shape[:2]
         rows = teacher_pseudo_labels(teacher, _to_input(img, mean, dev), score_threshold=score_threshold,
                                      min_size_px=min_size_px * hh / h).cpu().numpy()
