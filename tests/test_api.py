@@ -307,3 +307,25 @@ def test_unknown_model_and_weights_errors() -> None:
 
 def test_repr_and_backend(det: FaceDetector) -> None:
     assert det.backend == "torch" and "v2_ultra" in repr(det) and det.name == "v2_ultra"
+
+
+@pytest.mark.parametrize("channels_last", [False, True])
+def test_to_tensor_layouts_and_views(rgb: np.ndarray, channels_last: bool) -> None:
+    """The batch tensor equals ``float(BGR) - mean`` in NCHW for every array view load_image can return."""
+    torch.manual_seed(0)
+    d = featherface.load_model("v2_ultra", pretrained=False, device="cpu", channels_last=channels_last)
+    ro = rgb.copy()
+    ro.flags.writeable = False
+    views = [
+        load_image(rgb),  # RGB -> BGR: negative channel stride, read-only view of the caller's array
+        load_image(ro, color="bgr"),  # read-only, contiguous
+        load_image(rgb[::-1, ::2]),  # flipped rows and a column step
+        load_image(rgb.astype(np.float32) / 255),  # float32 0..255
+    ]
+    for v in views:
+        expect = torch.from_numpy(np.ascontiguousarray(v, dtype=np.float32) - np.array(d.config.mean_bgr, np.float32))
+        got = d._to_tensor([v, v])
+        assert got.shape == (2, 3, *v.shape[:2]) and got.dtype == torch.float32
+        assert got.is_contiguous(memory_format=torch.channels_last if channels_last else torch.contiguous_format)
+        assert torch.equal(got[1], expect.permute(2, 0, 1))
+    assert np.array_equal(ro, rgb)

@@ -159,3 +159,35 @@ def test_batched_nms_keeps_groups_apart() -> None:
 def test_clip_boxes() -> None:
     out = clip_boxes(torch.tensor([[-5.0, -1, 50, 30]]), height=20, width=40)
     assert out.tolist() == [[0.0, 0.0, 40.0, 20.0]]
+
+
+@pytest.mark.parametrize("threshold", [0.0, 0.02, 0.5, 0.9, 1.0])
+def test_postprocess_prefilter_keeps_exactly_the_softmax_passers(threshold: float) -> None:
+    """The logit-space pre-filter + softmax on candidates == softmax over every prior, then threshold."""
+    from featherface.postprocess import PostprocessOptions, _face_candidates, postprocess
+
+    g = torch.Generator().manual_seed(3)
+    n = 4000
+    logits = torch.randn(2, n, 2, generator=g) * 4
+    # rows straddling the threshold within float32 rounding, and saturated rows
+    if 0.0 < threshold < 1.0:
+        d = math.log(threshold / (1 - threshold))
+        logits[:, :50, 0] = 1.5
+        logits[:, :50, 1] = 1.5 + d + torch.linspace(-1e-5, 1e-5, 50)
+    logits[:, 50:60] = torch.tensor([-300.0, 300.0])
+    full = torch.softmax(logits, dim=-1)[..., 1]
+    for b in range(2):
+        expect = torch.nonzero(full[b] > threshold).squeeze(1)
+        cand = _face_candidates(logits[b], threshold)
+        assert set(expect.tolist()) <= set(cand.tolist())
+        passed = cand[torch.softmax(logits[b, cand], dim=-1)[:, 1] > threshold]
+        assert torch.equal(passed, expect)
+    priors = generate_priors((320, 320), PriorConfig())[:n]
+    loc = torch.randn(2, n, 4, generator=g) * 0.1
+    ldm = torch.randn(2, n, 10, generator=g) * 0.1
+    opts = PostprocessOptions(score_threshold=threshold, pre_nms_top_k=None, max_detections=None)
+    got = postprocess(loc, logits, ldm, priors, (0.1, 0.2), (320, 320), opts)
+    ref = postprocess(loc, full[..., None].expand(-1, -1, 2).contiguous(), ldm, priors, (0.1, 0.2),
+                      (320, 320), opts, scores_are_probabilities=True)
+    for a, r in zip(got, ref):
+        assert torch.equal(a.scores, r.scores) and torch.equal(a.boxes, r.boxes)

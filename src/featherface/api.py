@@ -21,6 +21,7 @@ import dataclasses
 import logging
 import math
 import os
+import warnings
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -122,6 +123,17 @@ class DetectorOptions:
         return h, w
 
 
+def _tensor_view(array: np.ndarray) -> torch.Tensor:
+    """A tensor of ``array``'s values for reading only: its memory where torch can view it, else a copy."""
+    if any(stride < 0 for stride in array.strides):  # e.g. a flipped image: torch has no negative strides
+        return torch.from_numpy(np.ascontiguousarray(array))
+    if array.flags.writeable:
+        return torch.from_numpy(array)
+    with warnings.catch_warnings():  # torch warns that writes through the view would be undefined
+        warnings.simplefilter("ignore", UserWarning)
+        return torch.from_numpy(array)
+
+
 def default_device() -> torch.device:
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
@@ -177,7 +189,7 @@ class FaceDetector:
         self.options = options or DetectorOptions()
         self.weights_source = weights_source
         self.num_threads = num_threads
-        self._mean = torch.tensor(config.mean_bgr, dtype=torch.float32, device=self.device)
+        self._mean = torch.tensor(config.mean_bgr, dtype=torch.float32).view(3, 1, 1)
         if num_threads is not None:
             torch.set_num_threads(num_threads)  # process-wide
         self.runner = self._make_runner(backend, fuse, channels_last, num_threads, onnx_path)
@@ -227,12 +239,20 @@ class FaceDetector:
         return img, (height, width)
 
     def _to_tensor(self, imgs: Sequence[np.ndarray]) -> torch.Tensor:
-        """Stack same-size BGR HxWx3 arrays into ``[B, 3, H, W]`` float32, mean subtracted."""
-        batch = np.stack([np.asarray(i, dtype=np.float32) for i in imgs])  # always a fresh copy
-        t = torch.from_numpy(batch).to(self.device, non_blocking=True)
-        t = t - self._mean
-        t = t.permute(0, 3, 1, 2)  # already channels-last in memory
-        return t.contiguous(memory_format=torch.channels_last if self._channels_last else torch.contiguous_format)
+        """Stack same-size BGR HxWx3 arrays into ``[B, 3, H, W]`` float32, mean subtracted.
+
+        One output allocation in the runner's memory layout (channels-last for the torch CPU runner,
+        NCHW otherwise), filled by a cast-and-transpose copy per image, then one in-place mean
+        subtraction. The input arrays are only read.
+        """
+        h, w = imgs[0].shape[:2]
+        fmt = torch.channels_last if self._channels_last else torch.contiguous_format
+        out = torch.empty((len(imgs), 3, h, w), dtype=torch.float32, memory_format=fmt)
+        for i, img in enumerate(imgs):
+            for c in range(3):  # a channel slice has non-negative strides even for an RGB->BGR view
+                out[i, c].copy_(_tensor_view(img[:, :, c]))
+        out.sub_(self._mean)
+        return out if self.device.type == "cpu" else out.to(self.device, non_blocking=True)
 
     # -- inference -------------------------------------------------------------------------------
     def forward_raw(self, batch: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:

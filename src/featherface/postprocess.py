@@ -5,6 +5,7 @@ Used by :class:`featherface.FaceDetector`, the WIDER FACE evaluation and the ONN
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import torch
@@ -52,6 +53,25 @@ class RawDetections:
     landmarks: torch.Tensor
 
 
+# Margin of the logit-space pre-filter: far above the float32 rounding of ``l1 - l0`` for logits of
+# magnitude up to ~1e4, so no prior whose softmax score passes the threshold is dropped by it.
+_LOGIT_MARGIN = 1e-2
+
+
+def _face_candidates(logits: torch.Tensor, threshold: float) -> torch.Tensor:
+    """Indices ``[K]`` of the rows of ``logits[N, 2]`` whose face probability may exceed ``threshold``.
+
+    ``softmax(l)[1] = sigmoid(l1 - l0)`` is monotonic in ``l1 - l0``, so comparing the logit
+    difference with ``logit(threshold)`` (minus a margin) selects a superset of the passing rows
+    without a softmax over all ``N`` priors; the exact softmax is then taken on the candidates only,
+    which gives the same scores as a softmax over every row.
+    """
+    if not 0.0 < threshold < 1.0:
+        return torch.arange(logits.shape[0], device=logits.device)
+    cut = math.log(threshold / (1.0 - threshold)) - _LOGIT_MARGIN
+    return torch.nonzero((logits[:, 1] - logits[:, 0]) > cut).squeeze(1)
+
+
 def postprocess(
     loc: torch.Tensor,
     logits: torch.Tensor,
@@ -74,14 +94,18 @@ def postprocess(
         One :class:`RawDetections` per image, coordinates in input pixels (not clipped).
     """
     h, w = input_size
-    probs = logits if scores_are_probabilities else torch.softmax(logits, dim=-1)
-    scores_all = probs[..., 1]
     box_scale = torch.tensor([w, h, w, h], dtype=loc.dtype, device=loc.device)
     ldm_scale = torch.tensor([w, h] * 5, dtype=loc.dtype, device=loc.device)
     results = []
     for b in range(loc.shape[0]):
-        keep = torch.nonzero(scores_all[b] > options.score_threshold).squeeze(1)
-        scores = scores_all[b, keep]
+        if scores_are_probabilities:
+            keep = torch.nonzero(logits[b, :, 1] > options.score_threshold).squeeze(1)
+            scores = logits[b, keep, 1]
+        else:
+            keep = _face_candidates(logits[b], options.score_threshold)
+            scores = torch.softmax(logits[b, keep], dim=-1)[:, 1]
+            passed = scores > options.score_threshold
+            keep, scores = keep[passed], scores[passed]
         order = torch.sort(scores, descending=True, stable=True).indices
         if options.pre_nms_top_k is not None:
             order = order[: options.pre_nms_top_k]

@@ -162,8 +162,8 @@ def _batch_tensor(detector: FaceDetector, images: list[Any]) -> torch.Tensor:
     view = host.numpy()
     for j, a in enumerate(arrays):
         view[j] = a
-    t = host.to(detector.device, non_blocking=True).float() - detector._mean
-    return t.permute(0, 3, 1, 2)  # NHWC in memory (channels-last): the runner takes any layout
+    t = host.to(detector.device, non_blocking=True).permute(0, 3, 1, 2).float()  # channels-last in memory
+    return t.sub_(detector._mean.to(detector.device))  # the runner takes any layout
 
 
 def _stream(detector: FaceDetector, inputs: Iterable[Any], batch_size: int, workers: int, color: ColorOrder,
