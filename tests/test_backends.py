@@ -12,7 +12,7 @@ import torch
 
 import featherface
 import featherface.export
-from featherface.backends import OnnxRuntimeRunner, onnx_cache_dir
+from featherface.backends import OnnxRuntimeRunner, backend_opset, onnx_cache_dir, onnxruntime_has_deform_conv
 from featherface.hub import save_weights_folder
 from featherface.registry import get_config
 from tests._deploy_helpers import make_realistic_, read_bgr
@@ -79,7 +79,7 @@ def test_cache_is_reused(weights: Path, cache: Path, monkeypatch: pytest.MonkeyP
     assert len(files) == 1 and first.runner.path == files[0]
     name = files[0].name
     assert name.startswith(first.name + "-") and f"featherface{featherface.__version__}" in name
-    assert name.endswith("-opset17.onnx")
+    assert name.endswith(f"-opset{backend_opset()}.onnx")
     mtime = files[0].stat().st_mtime_ns
 
     def no_export(*args: object, **kwargs: object) -> None:
@@ -157,3 +157,30 @@ def test_concurrent_detect_calls(weights: Path, cache: Path) -> None:
     for t in threads:
         t.join()
     assert not errors, errors
+
+
+def test_v1_backend_graph_uses_native_deform_conv_where_supported(weights: Path, cache: Path) -> None:
+    onnx = pytest.importorskip("onnx")
+    det = featherface.load_model(weights=weights, backend="onnxruntime")
+    ops = {n.op_type for n in onnx.load(str(det.runner.path)).graph.node}
+    if det.name == "v2_ultra":
+        assert not ops & {"DeformConv", "GridSample"}
+    elif onnxruntime_has_deform_conv():
+        assert "DeformConv" in ops and "GridSample" not in ops and backend_opset() == 19
+    else:
+        assert "GridSample" in ops and "DeformConv" not in ops and backend_opset() == 17
+
+
+def test_deform_conv_probe_says_no_when_the_runtime_cannot(monkeypatch: pytest.MonkeyPatch) -> None:
+    import onnxruntime
+
+    class NoDeformConv:
+        def __init__(self, *args: object, **kwargs: object) -> None:
+            raise RuntimeError("[ONNXRuntimeError] : 9 : NOT_IMPLEMENTED : Could not find an implementation for DeformConv(19)")
+
+    onnxruntime_has_deform_conv.cache_clear()
+    monkeypatch.setattr(onnxruntime, "InferenceSession", NoDeformConv)
+    try:
+        assert onnxruntime_has_deform_conv() is False and backend_opset() == 17
+    finally:
+        onnxruntime_has_deform_conv.cache_clear()

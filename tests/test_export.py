@@ -94,12 +94,24 @@ def test_raw_graph_matches_pytorch(detector: featherface.FaceDetector, raw_onnx:
     _raw_outputs_agree(_session(raw_onnx), detector.network, exact_budget=False)
 
 
+@pytest.mark.parametrize("opset", [17, 19])
 @pytest.mark.parametrize("name", ["v1", "v2_ultra"])
-def test_raw_graph_matches_pytorch_within_1e4(name: str) -> None:
+def test_raw_graph_matches_pytorch_within_1e4(name: str, opset: int) -> None:
+    """Opset 17 writes V1's deformable convs as GridSample + MatMul, opset 19 as native DeformConv."""
+    from featherface.backends import onnxruntime_has_deform_conv
+
+    if opset == 19 and not onnxruntime_has_deform_conv():
+        pytest.skip(f"onnxruntime {ort.__version__} has no DeformConv kernel")
     torch.manual_seed(0)
     net = randomize_batchnorms_(featherface.build_model(name), seed=2)
-    data = export_network_onnx(net)
+    data = export_network_onnx(net, opset=opset)
     assert isinstance(data, bytes)
+    model = onnx.load_from_string(data)
+    onnx.checker.check_model(model)
+    ops = {n.op_type for n in model.graph.node}
+    assert model.opset_import[0].version == opset
+    if name == "v1":
+        assert ("DeformConv" in ops, "GridSample" in ops) == ((True, False) if opset >= 19 else (False, True))
     so = ort.SessionOptions()
     so.intra_op_num_threads = 1
     _raw_outputs_agree(ort.InferenceSession(data, so, providers=["CPUExecutionProvider"]), net, exact_budget=True)

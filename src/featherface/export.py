@@ -32,10 +32,17 @@ options (``legacy_nms=False``).
 
 The exporter is PyTorch's TorchScript-based one (``dynamo=False``), which keeps height and width
 dynamic for both networks.
+
+**Opset.** The default, 17, writes V1's modulated deformable convolutions as their decomposition
+(``GridSample`` + ``MatMul``), which any runtime with ``GridSample`` (opset 16) runs. With
+``opset >= 19`` each becomes one ``DeformConv`` node (same values; :mod:`featherface.models.deform`),
+which needs a runtime that implements it: recent ONNX Runtime releases do, and run it faster. V2 Ultra
+has no deformable convs; its graph is the same at either opset.
 """
 
 from __future__ import annotations
 
+import contextlib
 import io
 import logging
 import os
@@ -59,6 +66,7 @@ logger = logging.getLogger(__name__)
 __all__ = ["export_onnx", "export_network_onnx", "DetectionGraph", "DEFAULT_OPSET", "RAW_OUTPUTS", "DETECTION_OUTPUTS"]
 
 DEFAULT_OPSET = 17
+NATIVE_DEFORM_OPSET = 19  # from this opset on, V1's deformable convs export as ONNX ``DeformConv``
 RAW_OUTPUTS = ("loc", "logits", "landmarks")
 DETECTION_OUTPUTS = ("boxes", "scores", "landmarks", "batch_index")
 _UNCAPPED = 2**31 - 1  # NonMaxSuppression's "no limit" for max_detections=None
@@ -214,9 +222,12 @@ def _torch_export(module: nn.Module, sample: torch.Tensor, f: Any, input_names: 
         import onnx  # noqa: F401  (PyTorch's exporter needs it)
     except ImportError as exc:
         raise ImportError('ONNX export needs the onnx package, which is not installed: pip install "featherface[onnx]"') from exc
+    from featherface.models.deform import native_onnx_export
+
+    deform = native_onnx_export() if opset >= NATIVE_DEFORM_OPSET else contextlib.nullcontext()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # tracer warnings about shape-dependent Python values
-        with torch.no_grad():
+        with torch.no_grad(), deform:
             torch.onnx.export(
                 module, (sample,), f, input_names=input_names, output_names=output_names,
                 dynamic_axes=dynamic_axes, opset_version=opset, dynamo=False, do_constant_folding=True,

@@ -19,7 +19,9 @@ def _add_export_arguments(p: argparse.ArgumentParser) -> None:
     out = p.add_argument_group("output")
     out.add_argument("--format", choices=FORMATS, default="onnx", help="file format (default onnx)")
     out.add_argument("-o", "--output", metavar="OUT", required=True, help="file to write, e.g. model.onnx")
-    out.add_argument("--opset", metavar="N", type=int, default=17, help="ONNX opset (default 17)")
+    out.add_argument("--opset", metavar="N", type=int, default=17,
+                     help="ONNX opset (default 17, portable; 19 or newer writes V1's deformable convs as "
+                          "DeformConv nodes, which recent ONNX Runtime releases run faster)")
     out.add_argument("--with-postprocess", action="store_true",
                      help="whole detector: raw BGR pixels [B,3,H,W] in; boxes, scores, landmarks, batch_index "
                           "out (default: the raw network, input minus mean in; loc, logits, landmarks out)")

@@ -6,11 +6,21 @@ regular tap position plus a learned offset ``(dy_k, dx_k)`` (zero outside the im
 modulation scalar ``m_k``, and the samples are combined with the conv weight. The implementation is
 ``grid_sample`` + one matmul, so it runs on any device and exports to ONNX (``GridSample``) without
 torchvision.
+
+ONNX export: by default the layer exports as its decomposition (``GridSample``, ``MatMul``, opset
+16+), which every ONNX runtime with ``GridSample`` runs. Inside :func:`native_onnx_export` (used by
+:mod:`featherface.export` for opset 19 and newer) it exports as one ONNX ``DeformConv`` node instead,
+with the same values; ONNX Runtime releases that implement ``DeformConv`` run that node faster than
+the decomposition.
 """
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import math
+from collections.abc import Iterator
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -51,6 +61,10 @@ def modulated_deform_conv2d(
             f"modulated_deform_conv2d: offset needs {2 * k} channels and mask {k}, "
             f"got {offset.shape[1]} and {mask.shape[1]}"
         )
+    if _NATIVE_EXPORT.get() and torch.onnx.is_in_onnx_export():
+        if bias is None:
+            bias = torch.zeros(o, dtype=x.dtype, device=x.device)
+        return torch.ops.featherface.modulated_deform_conv2d(x, offset, mask, weight, bias, stride, padding, dilation)
     dev, dt = x.device, x.dtype
     ys = torch.arange(ho, device=dev, dtype=dt) * stride - padding
     xs = torch.arange(wo, device=dev, dtype=dt) * stride - padding
@@ -70,6 +84,64 @@ def modulated_deform_conv2d(
     if bias is not None:
         out = out + bias.reshape(1, o, 1, 1)
     return out
+
+
+# -- export as one ONNX DeformConv node ---------------------------------------------------------------
+
+_NATIVE_EXPORT: contextvars.ContextVar[bool] = contextvars.ContextVar("featherface_native_deform", default=False)
+_OP_REGISTERED = False
+
+
+def _register_native_op() -> None:
+    """Define ``torch.ops.featherface.modulated_deform_conv2d`` and its ONNX ``DeformConv`` symbolic (once)."""
+    global _OP_REGISTERED
+    if _OP_REGISTERED:
+        return
+    from torch.onnx.symbolic_helper import parse_args
+
+    @torch.library.custom_op("featherface::modulated_deform_conv2d", mutates_args=())
+    def _op(x: torch.Tensor, offset: torch.Tensor, mask: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor,
+            stride: int, padding: int, dilation: int) -> torch.Tensor:
+        with _native(False):
+            return modulated_deform_conv2d(x, offset, mask, weight, bias, stride=stride, padding=padding,
+                                           dilation=dilation)
+
+    @_op.register_fake
+    def _shape(x: torch.Tensor, offset: torch.Tensor, mask: torch.Tensor, weight: torch.Tensor,
+               bias: torch.Tensor, stride: int, padding: int, dilation: int) -> torch.Tensor:
+        return x.new_empty((x.shape[0], weight.shape[0], offset.shape[2], offset.shape[3]))
+
+    @parse_args("v", "v", "v", "v", "v", "i", "i", "i")
+    def _symbolic(g: Any, x: Any, offset: Any, mask: Any, weight: Any, bias: Any, stride: int, padding: int,
+                  dilation: int) -> Any:
+        kh, kw = weight.type().sizes()[2:]
+        return g.op("DeformConv", x, weight, offset, bias, mask, kernel_shape_i=[kh, kw],
+                    strides_i=[stride, stride], pads_i=[padding] * 4, dilations_i=[dilation, dilation],
+                    group_i=1, offset_group_i=1)
+
+    torch.onnx.register_custom_op_symbolic("featherface::modulated_deform_conv2d", _symbolic, 19)
+    _OP_REGISTERED = True
+
+
+@contextlib.contextmanager
+def _native(enabled: bool) -> Iterator[None]:
+    token = _NATIVE_EXPORT.set(enabled)
+    try:
+        yield
+    finally:
+        _NATIVE_EXPORT.reset(token)
+
+
+@contextlib.contextmanager
+def native_onnx_export() -> Iterator[None]:
+    """Within this block, ONNX export writes each modulated deformable conv as one ``DeformConv`` node.
+
+    ``DeformConv`` exists from ONNX opset 19 on. The semantics are the same as the decomposition:
+    offsets ``(dy, dx)`` per tap, modulation mask, zero padding; one weight and one offset group.
+    """
+    _register_native_op()
+    with _native(True):
+        yield
 
 
 class ModulatedDeformConv2d(nn.Module):
