@@ -39,3 +39,26 @@ def test_bench_rejects_bad_values(capsys):
     assert "unknown model" in capsys.readouterr().err
     assert cli.main(["bench", "--sizes", "640"]) == cli.EXIT_USAGE
     assert cli.main(["bench", "--runs", "0"]) == cli.EXIT_USAGE
+
+
+def test_bench_explicit_weights(tmp_path: Path, capsys):
+    """``--weights NAME=PATH`` runs those weights (here a saved v1 network) in the timed workers."""
+    import torch
+
+    import featherface
+    from featherface.hub import save_weights_folder
+    from featherface.registry import get_config
+
+    torch.manual_seed(5)
+    folder = tmp_path / "v1w"
+    save_weights_folder(featherface.build_model("v1"), get_config("v1"), folder)
+    json_out = tmp_path / "bench.json"
+    code = cli.main(["bench", "--models", "v1", "--backends", "torch", "--sizes", "48x40", "--threads", "1",
+                     "--runs", "1", "--warmup", "0", "--weights", f"v1={folder}", "--json-out", str(json_out)])
+    assert code == cli.EXIT_OK, capsys.readouterr().err
+    report = json.loads(json_out.read_text())
+    [row] = report["results"]
+    assert row["weights"] != "random" and f"--weights v1={folder}" in report["command"]
+    assert cli.main(["bench", "--models", "v1", "--weights", "v2_ultra=x"]) == cli.EXIT_USAGE
+    assert cli.main(["bench", "--models", "v1", "--weights", f"v1={tmp_path / 'missing'}"]) == cli.EXIT_USAGE
+    assert "does not exist" in capsys.readouterr().err

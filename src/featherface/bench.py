@@ -88,6 +88,8 @@ def _load(cfg: dict[str, Any]) -> Any:
     engine = {"device": "cpu", "backend": cfg["backend"], "num_threads": cfg["threads"],
               "onnx_path": cfg.get("onnx_path")}
     torch.manual_seed(0)
+    if cfg.get("weights"):  # --weights NAME=PATH
+        return load_model(cfg["model"], weights=cfg["weights"], **engine)
     try:  # packaged (or cached) weights when the model has them; never the network
         return load_model(cfg["model"], local_files_only=True, **engine)
     except WeightsError:
@@ -243,8 +245,14 @@ def markdown_table(report: dict[str, Any]) -> str:
 
 
 def run_benchmark(models: list[str], backends: list[str], sizes: list[tuple[int, int]], threads: list[int],
-                  runs: int, warmup: int, *, progress: bool = True) -> dict[str, Any]:
-    """Run every configuration, each in a fresh subprocess; returns the JSON-able report."""
+                  runs: int, warmup: int, *, weights: dict[str, str] | None = None,
+                  progress: bool = True) -> dict[str, Any]:
+    """Run every configuration, each in a fresh subprocess; returns the JSON-able report.
+
+    ``weights``: model name -> weights folder or file for the models that should not run their
+    published (or, without any, random) weights.
+    """
+    weights = dict(weights or {})
     started = time.time()
     results: list[dict[str, Any]] = []
     with tempfile.TemporaryDirectory(prefix="featherface-bench-") as tmp:
@@ -254,14 +262,14 @@ def run_benchmark(models: list[str], backends: list[str], sizes: list[tuple[int,
                 path = str(Path(tmp) / f"{model}.onnx")
                 try:
                     _spawn({"model": model, "backend": "onnxruntime", "threads": 1, "onnx_path": path,
-                            "export_only": True})
+                            "export_only": True, "weights": weights.get(model)})
                     onnx_paths[model] = path
                 except RuntimeError as exc:
                     if progress:
                         sys.stderr.write(f"featherface bench: ONNX export of {model} failed: {exc}\n")
         for model, backend, (w, h), n in itertools.product(models, backends, sizes, threads):
             cfg: dict[str, Any] = {"model": model, "backend": backend, "width": w, "height": h, "threads": n,
-                                   "runs": runs, "warmup": warmup}
+                                   "runs": runs, "warmup": warmup, "weights": weights.get(model)}
             if backend == "onnxruntime":
                 cfg["onnx_path"] = onnx_paths.get(model)
             t0 = time.time()
@@ -301,6 +309,9 @@ def _add_bench_arguments(p: argparse.ArgumentParser) -> None:
                    help="CPU thread counts (num_threads=) (default: 1 2)")
     p.add_argument("--runs", metavar="N", type=int, default=30, help="timed runs per configuration (default 30)")
     p.add_argument("--warmup", metavar="N", type=int, default=5, help="untimed warm-up runs (default 5)")
+    p.add_argument("--weights", nargs="+", metavar="NAME=PATH", default=[],
+                   help="weights folder or .safetensors file for a model (e.g. v1=reference_v1); default: the "
+                        "model's published weights, or a seeded random network for a model without any")
     p.add_argument("--json-out", metavar="FILE", default=None, help="write the full report as JSON")
     p.add_argument("--md-out", metavar="FILE", default=None, help="write the Markdown table")
 
@@ -313,11 +324,21 @@ def _cmd_bench(args: argparse.Namespace) -> int:
         raise cli.CLIError(f"unknown model(s) {', '.join(unknown)}; known: {', '.join(list_models())}", cli.EXIT_USAGE)
     if args.runs < 1 or args.warmup < 0 or any(n < 1 for n in args.threads):
         raise cli.CLIError("--runs and --threads must be >= 1, --warmup >= 0", cli.EXIT_USAGE)
-    report = run_benchmark(args.models, args.backends, args.sizes, args.threads, args.runs, args.warmup)
+    weights: dict[str, str] = {}
+    for item in args.weights:
+        name, sep, path = item.partition("=")
+        if not sep or name not in args.models or not path:
+            raise cli.CLIError(f"--weights takes NAME=PATH for one of the timed models, got {item!r}", cli.EXIT_USAGE)
+        if not Path(path).exists():
+            raise cli.CLIError(f"--weights {name}: {path} does not exist", cli.EXIT_USAGE)
+        weights[name] = str(Path(path).resolve())
+    report = run_benchmark(args.models, args.backends, args.sizes, args.threads, args.runs, args.warmup,
+                           weights=weights)
     report["command"] = "featherface bench " + " ".join(
         [f"--models {' '.join(args.models)}", f"--backends {' '.join(args.backends)}",
          f"--sizes {' '.join(f'{w}x{h}' for w, h in args.sizes)}", f"--threads {' '.join(map(str, args.threads))}",
-         f"--runs {args.runs}", f"--warmup {args.warmup}"])
+         f"--runs {args.runs}", f"--warmup {args.warmup}"]
+        + ([f"--weights {' '.join(args.weights)}"] if args.weights else []))
     table = markdown_table(report)
     if args.json_out:
         Path(args.json_out).parent.mkdir(parents=True, exist_ok=True)
