@@ -13,7 +13,8 @@ of the featherface building blocks and folds every such pair:
   pointwise conv);
 - the CBAM spatial gates of both networks (7x7 conv + BN);
 - the V1 :class:`~featherface.models.featherface_v1.DeformConvBN` (BN folded into the deformable
-  conv's main weight plus a new bias; the offset and modulation predictors are unchanged).
+  conv's main weight plus a new bias; the offset and modulation predictors, two convs on the same
+  input, are merged into one: :class:`FusedModulatedDeformConv2d`).
 
 Folded BatchNorms are replaced by ``nn.Identity``. A BatchNorm that does not directly follow a
 convolution (none in the shipped networks; possible in custom variants) is left as it is.
@@ -60,29 +61,43 @@ def fold_bn_into_conv(conv: nn.Conv2d, bn: nn.BatchNorm2d) -> None:
     conv.bias = nn.Parameter(b, requires_grad=False)
 
 
-class FusedModulatedDeformConv2d(ModulatedDeformConv2d):
-    """A :class:`~featherface.models.deform.ModulatedDeformConv2d` with a bias (a folded BatchNorm)."""
+class FusedModulatedDeformConv2d(nn.Module):
+    """Inference form of a :class:`~featherface.models.deform.ModulatedDeformConv2d` + BatchNorm.
 
-    bias: nn.Parameter
+    The BatchNorm is folded into the main weight plus a bias, and the offset (``2K`` channels) and
+    modulation (``K`` channels) predictors, two convs on the same input, are merged into one conv
+    ``offset_mask`` with ``3K`` outputs (their weights stacked), so the input is read once.
+    """
+
+    def __init__(self, offset_mask: nn.Conv2d, weight: torch.Tensor, bias: torch.Tensor, padding: int) -> None:
+        super().__init__()
+        self.offset_mask = offset_mask
+        self.weight = nn.Parameter(weight, requires_grad=False)
+        self.bias = nn.Parameter(bias, requires_grad=False)
+        self.padding = padding
+        self.taps = offset_mask.out_channels // 3
 
     @classmethod
     def from_deform_bn(cls, dcn: ModulatedDeformConv2d, bn: nn.BatchNorm2d) -> FusedModulatedDeformConv2d:
-        out = cls.__new__(cls)
-        nn.Module.__init__(out)
-        out.kernel_size = dcn.kernel_size
-        out.padding = dcn.padding
-        out.offset = dcn.offset
-        out.modulator = dcn.modulator
         if dcn.weight.shape[0] != bn.num_features:
             raise ValueError(f"cannot fold BatchNorm2d({bn.num_features}) into a DCN with {dcn.weight.shape[0]} outputs")
+        off, mod = dcn.offset, dcn.modulator
+        merged = nn.Conv2d(off.in_channels, off.out_channels + mod.out_channels, off.kernel_size,  # type: ignore[arg-type]
+                           off.stride, off.padding, bias=True,  # type: ignore[arg-type]
+                           device=off.weight.device, dtype=off.weight.dtype)
+        with torch.no_grad():
+            merged.weight.copy_(torch.cat([off.weight, mod.weight], 0))
+            zeros = off.weight.new_zeros(off.out_channels + mod.out_channels)
+            parts = [off.bias if off.bias is not None else zeros[: off.out_channels],
+                     mod.bias if mod.bias is not None else zeros[: mod.out_channels]]
+            merged.bias.copy_(torch.cat(parts, 0))  # type: ignore[union-attr]
         w, b = _folded(dcn.weight, None, bn)
-        out.weight = nn.Parameter(w, requires_grad=False)
-        out.bias = nn.Parameter(b, requires_grad=False)
-        return out
+        return cls(merged, w, b, dcn.padding)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        offset = self.offset(x)
-        mask = 2.0 * torch.sigmoid(self.modulator(x))
+        om = self.offset_mask(x)
+        k = self.taps
+        offset, mask = om[:, : 2 * k], 2.0 * torch.sigmoid(om[:, 2 * k:])
         return modulated_deform_conv2d(x, offset, mask, self.weight, self.bias, padding=self.padding)
 
 
