@@ -190,6 +190,7 @@ class FaceDetector:
         self.weights_source = weights_source
         self.num_threads = num_threads
         self._mean = torch.tensor(config.mean_bgr, dtype=torch.float32).view(3, 1, 1)
+        self._mean_values = np.asarray(config.mean_bgr, dtype=np.float32)
         if num_threads is not None:
             torch.set_num_threads(num_threads)  # process-wide
         self.runner = self._make_runner(backend, fuse, channels_last, num_threads, onnx_path)
@@ -242,10 +243,21 @@ class FaceDetector:
         """Stack same-size BGR HxWx3 arrays into ``[B, 3, H, W]`` float32, mean subtracted.
 
         One output allocation in the runner's memory layout (channels-last for the torch CPU runner,
-        NCHW otherwise), filled by a cast-and-transpose copy per image, then one in-place mean
+        NCHW otherwise), filled by a cast-and-transpose copy per channel, and an in-place mean
         subtraction. The input arrays are only read.
         """
         h, w = imgs[0].shape[:2]
+        if self.runner.name != "torch":
+            # Another engine runs the network: fill the batch with numpy (single-threaded), so that
+            # torch's OpenMP workers do not spin-wait after a parallel copy and compete with that
+            # engine's threads for the cores (measured: ONNX Runtime network time +15-20%).
+            arr = np.empty((len(imgs), 3, h, w), dtype=np.float32)
+            for i, img in enumerate(imgs):
+                for c in range(3):
+                    plane = arr[i, c]
+                    plane[...] = img[:, :, c]
+                    plane -= self._mean_values[c]
+            return torch.from_numpy(arr)
         fmt = torch.channels_last if self._channels_last else torch.contiguous_format
         out = torch.empty((len(imgs), 3, h, w), dtype=torch.float32, memory_format=fmt)
         for i, img in enumerate(imgs):
