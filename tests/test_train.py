@@ -136,6 +136,27 @@ def test_ema_and_export_round_trip(shared: Path, small_labels: Path, tmp_path: P
     assert sha == sha256_file(tmp_path / "export" / "model.safetensors")
 
 
+def test_init_weights_starts_from_a_weights_folder(shared: Path, small_labels: Path, tmp_path: Path) -> None:
+    """``init_weights`` loads a whole network (here the packaged v2_ultra weights) before training."""
+    import featherface
+    from featherface.hub import packaged_weights_dir, save_weights_folder
+    from featherface.registry import get_config
+
+    packaged = packaged_weights_dir() / "v2_ultra"
+    t = Trainer(_config(shared, small_labels, tmp_path / "run", max_steps=1, init_weights=str(packaged)))
+    reference = featherface.load_model("v2_ultra", device="cpu").network.state_dict()
+    for k, v in t.model.state_dict().items():
+        assert torch.equal(v, reference[k]), k
+    t.fit()
+    assert not torch.equal(t.model.state_dict()["heads.0.heads.cls.weight"], reference["heads.0.heads.cls.weight"])
+    v1_folder = tmp_path / "v1"
+    save_weights_folder(featherface.build_model("v1"), get_config("v1"), v1_folder)
+    with pytest.raises(ValueError, match="init_weights"):
+        Trainer(_config(shared, small_labels, tmp_path / "run2", max_steps=1, init_weights=str(v1_folder)))
+    loaded = TrainConfig.from_dict({"init_weights": "w", "model": "v2_ultra"}, base_dir=tmp_path)
+    assert loaded.init_weights == str((tmp_path / "w").resolve())
+
+
 def _recall(model: torch.nn.Module, images: torch.Tensor, targets: list[torch.Tensor], priors: torch.Tensor,
             variances: tuple[float, float], size: int) -> tuple[float, int]:
     """Recall at IoU 0.5 (score > 0.5) of the function being trained (BatchNorm on batch statistics).

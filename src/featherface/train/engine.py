@@ -98,6 +98,9 @@ class TrainConfig:
 
     Paths are resolved relative to the config file's folder when loaded with :meth:`from_file`.
     ``max_steps`` shortens a run (schedule included) for smoke tests and reduced CPU schedules.
+    ``init_weights`` starts from a weights folder (``config.json`` + ``model.safetensors``, e.g. an
+    exported run or the packaged weights) instead of a fresh network: fine-tuning, or continuing a
+    run with a new schedule (``resume=`` continues the same schedule from a checkpoint instead).
     ``batch_size`` is the global batch of a data-parallel run (split evenly across the ranks);
     ``sync_bn`` computes BatchNorm statistics over the global batch in such a run (ignored in a
     single process).
@@ -123,6 +126,7 @@ class TrainConfig:
     workers: int = 4
     seed: int = 0
     backbone_weights: str | None = None
+    init_weights: str | None = None
     teacher: str | None = None
     distill: DistillConfig = field(default_factory=DistillConfig)
     loss_weights: LossWeights = field(default_factory=LossWeights)
@@ -189,7 +193,7 @@ class TrainConfig:
             d["loss_weights"] = LossWeights(**d["loss_weights"])
         if d.get("techniques") is not None:
             _strict_fields(V2UltraTechniques, d["techniques"])
-        for key in ("out_dir", "backbone_weights", "teacher", "val_widerface"):
+        for key in ("out_dir", "backbone_weights", "init_weights", "teacher", "val_widerface"):
             if key in d:
                 d[key] = path(d[key])
         return cls(**d)
@@ -306,6 +310,14 @@ class Trainer:
         self.model = create_network(self.model_config)
         if cfg.backbone_weights:
             load_backbone_weights(self.model, cfg.backbone_weights)
+        if cfg.init_weights:  # fine-tune / continue from a weights folder of the same model config
+            from featherface.hub import load_weights_into, resolve_weights
+
+            resolved = resolve_weights(None, weights=cfg.init_weights)
+            if resolved.config != self.model_config:
+                raise ValueError(f"init_weights {cfg.init_weights}: weights are for {resolved.config.name} "
+                                 f"with another config than this run's {self.model_config.name}")
+            load_weights_into(self.model, resolved.model_file)
         find_unused = self.dist.distributed and ddp_utils.has_unused_parameters(self.model)
         if self.dist.distributed and cfg.sync_bn:
             self.model = ddp_utils.convert_sync_batchnorm(self.model, cuda=self.device.type == "cuda")
