@@ -37,21 +37,19 @@ _REGISTRY: dict[str, ModelSpec] = {
         config=_V2_ULTRA,
         description="FeatherFace V2 Ultra: width-20 neck, shared attention, distilled from v1; ~244.5 K params",
         weights=WeightsSpec(
-            # Trained by this project (configs/cpu/v2_ultra_cpu_reduced.yaml, reduced CPU schedule).
-            # Not uploaded to the Hub yet (revision None): the packaged copy is used. repo_id is
-            # where the Hub-ready folder (src/featherface/weights/v2_ultra) is to be published.
+            # Trained by this project on a reduced CPU schedule (configs/cpu/v2_ultra_cpu_reduced.yaml, then
+            # configs/cpu/v2_ultra_cpu_stage2.yaml). Not uploaded to the Hub yet (revision None): the
+            # packaged copy is used. repo_id is where the Hub-ready folder (src/featherface/weights/v2_ultra)
+            # is to be published.
             repo_id="featherface/featherface-v2-ultra",
             revision=None,
             filename="model.safetensors",
-            sha256="28c62f9c30135a94c0dd2903c94d072b0f3812eda5c72e8b1d587489698b7f58",
+            sha256="dd01372a9ffffbfdcc02d724a38897f83ee8cba0dfdfa812ab1410cb6853583b",
             num_params=244_523,
             license="MIT (weights trained on WIDER FACE: non-commercial research data)",
             packaged="v2_ultra",
-            metrics={"easy": 0.3963718283490709, "medium": 0.37628197450698364, "hard": 0.22135822041449676},
-            metrics_protocol=(
-                "AP on a fixed 500-image WIDER FACE val subset (seed 0), original size, official "
-                "protocol; not full val"
-            ),
+            metrics={"easy": 0.4779466366591816, "medium": 0.3605313177027138, "hard": 0.18811451377803476},
+            metrics_protocol="AP on the full WIDER FACE val set (3,226 images), original size, official protocol",
         ),
     ),
 }
