@@ -33,42 +33,26 @@ import time
 from pathlib import Path
 from typing import Any
 
-import cv2
 import numpy as np
+from _ort_common import IMAGE, add_detector_arguments, load_ort_detector, prepared_input
 
-import featherface
 from featherface.export import DEFAULT_OPSET, export_network_onnx
-
-IMAGE = Path(__file__).resolve().parents[1] / "examples" / "images" / "astronaut.png"
-
-
-def _size(text: str) -> tuple[int, int]:
-    w, h = (int(v) for v in text.lower().split("x"))
-    return w, h
 
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--model", default="v2_ultra")
-    ap.add_argument("--weights", default=None, help="weights folder/file (default: the model's published weights)")
-    ap.add_argument("--size", type=_size, default=(640, 480), help="network input WxH (default 640x480)")
-    ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--runs", type=int, default=40)
-    ap.add_argument("--warmup", type=int, default=8)
+    add_detector_arguments(ap, runs=40, warmup=8)
     ap.add_argument("--calib", nargs="*", default=[str(IMAGE)], help="calibration images for int8")
     ap.add_argument("--variants", nargs="+", default=["backend", "opset17", "fixed-shape", "int8-qdq", "int8-qop"])
     args = ap.parse_args(argv)
 
     import onnxruntime as ort
 
-    kwargs: dict[str, Any] = {"weights": args.weights} if args.weights else {}
-    det = featherface.load_model(args.model, device="cpu", backend="onnxruntime", num_threads=args.threads, **kwargs)
+    det = load_ort_detector(args)
     w, h = args.size
 
     def prepared(path: str) -> np.ndarray:
-        frame = cv2.resize(cv2.imread(path), (w, h), interpolation=cv2.INTER_AREA)
-        img, _ = det._prepare(frame, "bgr", det.options)
-        return det._to_tensor([img]).numpy()
+        return prepared_input(det, path, (w, h))
 
     x = prepared(str(IMAGE))
     base_opts = det.runner.session.get_session_options()

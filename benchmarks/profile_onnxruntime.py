@@ -32,18 +32,8 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Any
 
-import cv2
-
-import featherface
-
-IMAGE = Path(__file__).resolve().parents[1] / "examples" / "images" / "astronaut.png"
-
-
-def _size(text: str) -> tuple[int, int]:
-    w, h = (int(v) for v in text.lower().split("x"))
-    return w, h
+from _ort_common import IMAGE, add_detector_arguments, load_ort_detector, prepared_input
 
 
 def _table(title: str, rows: list[tuple[str, float, int]], total: float, runs: int, top: int) -> str:
@@ -60,12 +50,7 @@ def _table(title: str, rows: list[tuple[str, float, int]], total: float, runs: i
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--model", default="v2_ultra")
-    ap.add_argument("--weights", default=None, help="weights folder/file (default: the model's published weights)")
-    ap.add_argument("--size", type=_size, default=(640, 480), help="network input WxH (default 640x480)")
-    ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--runs", type=int, default=30)
-    ap.add_argument("--warmup", type=int, default=5)
+    add_detector_arguments(ap, runs=30, warmup=5)
     ap.add_argument("--top", type=int, default=15, help="rows per table (default 15)")
     ap.add_argument("--depth", type=int, default=2, help="module-name components to group by (default 2)")
     ap.add_argument("--json-out", default=None)
@@ -73,12 +58,9 @@ def main(argv: list[str] | None = None) -> int:
 
     import onnxruntime as ort
 
-    kwargs: dict[str, Any] = {"weights": args.weights} if args.weights else {}
-    det = featherface.load_model(args.model, device="cpu", backend="onnxruntime", num_threads=args.threads, **kwargs)
+    det = load_ort_detector(args)
     w, h = args.size
-    frame = cv2.resize(cv2.imread(str(IMAGE)), (w, h), interpolation=cv2.INTER_AREA)
-    img, _ = det._prepare(frame, "bgr", det.options)
-    x = det._to_tensor([img]).numpy()
+    x = prepared_input(det, IMAGE, (w, h))
 
     plain = det.runner.session
     for _ in range(args.warmup):
