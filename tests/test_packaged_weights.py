@@ -102,3 +102,22 @@ def test_explicit_weights_checked_against_given_sha256(tmp_path: Path) -> None:
     assert featherface.load_model(weights=tmp_path / "w", sha256=sha, device="cpu").weights_source == "explicit"
     with pytest.raises(WeightsIntegrityError, match="does not match"):
         featherface.load_model(weights=tmp_path / "w", sha256="0" * 64, device="cpu")
+
+
+BLANK_SIZES = [(480, 640), (512, 512), (640, 600), (1080, 1920), (240, 320)]
+
+
+@pytest.mark.parametrize("name", PACKAGED)
+def test_packaged_weights_find_no_face_on_blank_frames(name: str) -> None:
+    """Black, grey and white frames of several sizes hold no face at the default threshold.
+
+    (The first packaged weights put a 0.63-0.97 box in the bottom-left corner of every one of them.)
+    """
+    import numpy as np
+
+    det = featherface.load_model(name, device="cpu", local_files_only=True)
+    for h, w in BLANK_SIZES:
+        for level in (0, 127, 255):
+            frame = np.full((h, w, 3), level, dtype=np.uint8)
+            faces = det.detect(frame)
+            assert faces == [], f"{len(faces)} face(s) on a {w}x{h} frame of level {level}: {faces[:2]}"

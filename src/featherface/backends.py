@@ -43,6 +43,7 @@ from featherface.config import ModelConfig
 logger = logging.getLogger(__name__)
 
 __all__ = [
+    "make_session",
     "BACKENDS",
     "TorchRunner",
     "OnnxRuntimeRunner",
@@ -94,6 +95,22 @@ class TorchRunner:
             return self.module(x)
 
 
+def make_session(model: str | os.PathLike | bytes, *, num_threads: int | None = None,
+                 providers: list[str] | None = None) -> Any:
+    """An ONNX Runtime ``InferenceSession`` with featherface's settings (all graph optimisations,
+    ``num_threads`` intra-op threads, workers that stop spinning when a run returns)."""
+    ort = import_onnxruntime()
+    so = ort.SessionOptions()
+    so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    if num_threads is not None:
+        so.intra_op_num_threads = int(num_threads)
+    # Worker threads stop spin-waiting as soon as a run returns, instead of competing for the cores
+    # with the pre- and postprocessing that follow (measured: same p50, lower p90; docs/benchmarks.md).
+    so.add_session_config_entry("session.force_spinning_stop", "1")
+    source = model if isinstance(model, bytes) else str(model)
+    return ort.InferenceSession(source, so, providers=providers or ["CPUExecutionProvider"])
+
+
 class OnnxRuntimeRunner:
     """Runs the raw ONNX graph (``input`` -> ``loc``, ``logits``, ``landmarks``) with ONNX Runtime.
 
@@ -108,17 +125,8 @@ class OnnxRuntimeRunner:
 
     def __init__(self, model: str | os.PathLike | bytes, *, num_threads: int | None = None,
                  providers: list[str] | None = None) -> None:
-        ort = import_onnxruntime()
-        so = ort.SessionOptions()
-        so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        if num_threads is not None:
-            so.intra_op_num_threads = int(num_threads)
-        # Worker threads stop spin-waiting as soon as a run returns, instead of competing for the cores
-        # with the pre- and postprocessing that follow (measured: same p50, lower p90; docs/benchmarks.md).
-        so.add_session_config_entry("session.force_spinning_stop", "1")
         self.path = None if isinstance(model, bytes) else Path(model)
-        source = model if isinstance(model, bytes) else str(model)
-        self.session = ort.InferenceSession(source, so, providers=providers or ["CPUExecutionProvider"])
+        self.session = make_session(model, num_threads=num_threads, providers=providers)
         inputs = [i.name for i in self.session.get_inputs()]
         outputs = {o.name for o in self.session.get_outputs()}
         if inputs != ["input"] or not set(self.output_names) <= outputs:

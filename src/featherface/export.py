@@ -68,6 +68,7 @@ __all__ = ["export_onnx", "export_network_onnx", "DetectionGraph", "DEFAULT_OPSE
 DEFAULT_OPSET = 17
 NATIVE_DEFORM_OPSET = 19  # from this opset on, V1's deformable convs export as ONNX ``DeformConv``
 RAW_OUTPUTS = ("loc", "logits", "landmarks")
+FEATURE_OUTPUTS = ("c3", "c4", "c5")  # backbone outputs of a graph exported ``with_features``
 DETECTION_OUTPUTS = ("boxes", "scores", "landmarks", "batch_index")
 _UNCAPPED = 2**31 - 1  # NonMaxSuppression's "no limit" for max_detections=None
 
@@ -234,11 +235,27 @@ def _torch_export(module: nn.Module, sample: torch.Tensor, f: Any, input_names: 
             )
 
 
+class _WithFeatures(nn.Module):
+    """``x -> (c3, c4, c5, loc, logits, landmarks)``: the backbone features next to the raw outputs."""
+
+    def __init__(self, network: nn.Module) -> None:
+        super().__init__()
+        self.network = network
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        feats = self.network.backbone(x)
+        return (*feats, *self.network.forward_head(feats))
+
+
 def export_network_onnx(network: nn.Module, path: str | os.PathLike | None = None, *,
-                        opset: int = DEFAULT_OPSET, fuse: bool = True) -> bytes | Path:
+                        opset: int = DEFAULT_OPSET, fuse: bool = True,
+                        with_features: bool = False) -> bytes | Path:
     """Export the raw graph of ``network`` (see the module docstring); returns ``path``, or the bytes.
 
     The network is copied to the CPU (and BatchNorm-folded with ``fuse``); ``network`` is unchanged.
+    ``with_features`` adds the backbone's outputs ``c3``, ``c4``, ``c5`` (``[B, 64|128|256, H/8|16|32,
+    W/8|16|32]``) before the raw outputs: training runs the teacher this way and feeds its backbone
+    features to a student that shares the frozen backbone (:mod:`featherface.train.engine`).
     """
     from featherface.fuse import fuse_for_inference
 
@@ -247,8 +264,13 @@ def export_network_onnx(network: nn.Module, path: str | os.PathLike | None = Non
     sample = torch.zeros(1, 3, *_SAMPLE_SIZE)
     dyn = {"input": {0: "batch", 2: "height", 3: "width"}}
     dyn.update({name: {0: "batch", 1: "priors"} for name in RAW_OUTPUTS})
+    names = list(RAW_OUTPUTS)
+    if with_features:
+        net = _WithFeatures(net)
+        names = [*FEATURE_OUTPUTS, *names]
+        dyn.update({name: {0: "batch", 2: f"{name}_h", 3: f"{name}_w"} for name in FEATURE_OUTPUTS})
     buf = io.BytesIO()
-    _torch_export(net, sample, buf, ["input"], list(RAW_OUTPUTS), dyn, opset)
+    _torch_export(net, sample, buf, ["input"], names, dyn, opset)
     data = buf.getvalue()
     if path is None:
         return data

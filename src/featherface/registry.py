@@ -22,7 +22,10 @@ _V2_ULTRA = ModelConfig(
     cbam_reduction=128,
     bifpn_layers=2,
     ssh_groups=1,
-    techniques=V2UltraTechniques(),
+    # "attention multiplication" (3 extra tied-weight CBAM rounds per backbone level) is off: it adds no
+    # parameters, costs ~30% of the network's CPU time and ~half of a training step's backward, and no
+    # measured gain justifies it (ARCHITECTURE.md 3.5; docs/models.md has the ablation).
+    techniques=V2UltraTechniques(attention_multiplication=False),
     priors=PriorConfig(),
 )
 

@@ -228,7 +228,14 @@ class FeatherFaceV1(nn.Module):
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """``x[B, 3, H, W]`` (BGR minus mean) -> ``(loc[B,N,4], logits[B,N,2], landmarks[B,N,10])``."""
-        feats = self.backbone(x)
+        return self.forward_head(self.backbone(x))
+
+    def forward_head(self, feats: Levels) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Everything after the backbone: ``(C3[B,64,H/8,W/8], C4[B,128,H/16,W/16], C5[B,256,H/32,W/32])``
+        from :class:`MobileNetV1` -> raw ``(loc, logits, landmarks)`` as :meth:`forward`.
+
+        Lets a student that shares this network's frozen backbone reuse one backbone pass
+        (:mod:`featherface.train.engine`)."""
         feats = tuple(att(f) for att, f in zip(self.backbone_attention, feats))
         feats = self.bifpn(feats)  # type: ignore[arg-type]
         outs = []

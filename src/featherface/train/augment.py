@@ -338,6 +338,38 @@ def _to_network_input(image: np.ndarray, mean_bgr: Sequence[float]) -> np.ndarra
     return np.ascontiguousarray((image.astype(np.float32) - mean).transpose(2, 0, 1))
 
 
+# ------------------------------------------------------------------------------------ face-free frames
+
+
+def face_free_frame(size: int, rng: np.random.Generator) -> np.ndarray:
+    """A synthetic ``uint8 [size, size, 3]`` BGR frame that contains no face.
+
+    One of: a uniform colour (black, white, mid grey or random), a linear gradient between two random
+    colours, or smooth low-frequency noise (a random 4x4 to 16x16 grid upsampled bicubically), plus
+    mild pixel noise half of the time. Training on such frames with an empty target (and hard
+    negatives mined on them, ``MultiBoxLoss(min_negatives=...)``) teaches the detector that blank and
+    flat regions hold no face; without them it saw only crops that contain a face.
+    """
+    kind = int(rng.integers(0, 4))
+    if kind == 0:  # the classic blank frames
+        level = float(rng.choice([0.0, 127.0, 255.0]))
+        frame = np.full((size, size, 3), level, dtype=np.float32)
+    elif kind == 1:
+        frame = np.broadcast_to(rng.uniform(0, 255, size=3).astype(np.float32), (size, size, 3)).copy()
+    elif kind == 2:
+        a, b = rng.uniform(0, 255, size=(2, 3)).astype(np.float32)
+        t = np.linspace(0.0, 1.0, size, dtype=np.float32)
+        ramp = t[None, :, None] if rng.random() < 0.5 else t[:, None, None]
+        frame = np.broadcast_to(a + (b - a) * ramp, (size, size, 3)).copy()
+    else:
+        cells = int(rng.integers(4, 17))
+        grid = rng.uniform(0, 255, size=(cells, cells, 3)).astype(np.float32)
+        frame = cv2.resize(grid, (size, size), interpolation=cv2.INTER_CUBIC)
+    if rng.random() < 0.5:
+        frame = frame + rng.normal(0.0, float(rng.uniform(1.0, 8.0)), size=frame.shape).astype(np.float32)
+    return np.clip(frame, 0, 255).astype(np.uint8)
+
+
 # ------------------------------------------------------------------------------------------ transforms
 
 
@@ -356,10 +388,13 @@ class TrainTransform:
     crop_scales: tuple[float, ...] = CROP_SCALES
     max_tries: int = 250
     min_face: float = 0.0
+    negative_frames: float = 0.0
 
     def __post_init__(self) -> None:
         if self.image_size <= 0:
             raise ValueError(f"image_size must be positive, got {self.image_size}")
+        if not 0.0 <= self.negative_frames < 1.0:
+            raise ValueError(f"negative_frames must be in [0, 1), got {self.negative_frames}")
         if len(self.mean_bgr) != 3:
             raise ValueError(f"mean_bgr must have 3 values, got {self.mean_bgr!r}")
         if not self.crop_scales or any(not 0 < s <= 1 for s in self.crop_scales):
@@ -376,6 +411,9 @@ class TrainTransform:
         rng: np.random.Generator,
     ) -> tuple[np.ndarray, np.ndarray]:
         image = _check_image(image_bgr_uint8)
+        if self.negative_frames and rng.random() < self.negative_frames:
+            frame = face_free_frame(self.image_size, rng)
+            return _to_network_input(frame, self.mean_bgr), np.zeros((0, 15), dtype=np.float32)
         boxes, landmarks, has_landmarks = _copy_annotations(boxes, landmarks, has_landmarks)
         image, boxes, landmarks, has_landmarks, pad_needed = random_crop(
             image,

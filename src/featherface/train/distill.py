@@ -3,8 +3,10 @@
 A working version of what the fork intended: the student is trained on the real MultiBox loss
 (:mod:`featherface.train.loss`) plus
 
-* ``kl``: ``T^2 * KL(softmax(teacher / T) || softmax(student / T))`` over the 2 classes, averaged over
-  every anchor of the batch (``B * N``);
+* ``kl``: ``T^2 * KL(softmax(teacher / T) || softmax(student / T))`` over the 2 classes, summed over
+  every anchor of the batch and divided by ``B * N`` (``kl_reduction="anchors"``) or by
+  ``max(1, N_pos)`` like the task loss (``"positives"``: the dense teacher signal then weighs as much
+  as the ground-truth classification term instead of ~1/500 of it);
 * ``box``: smooth-L1 (beta 1) between the student's and the teacher's raw box offsets, summed over
   the positive anchors (``conf_t != 0`` from the matcher) and divided by ``max(1, N_pos)``;
 * ``ldm``: the same for the 10 landmark offsets, on the same positives (label 1 *and* -1: the
@@ -52,6 +54,8 @@ class DistillConfig:
         temperature: softmax temperature ``T`` of the KL term (> 0); the term is multiplied by
             ``T^2`` so that its gradient scale does not depend on ``T``.
         kl_weight: weight of the class-score KL term in ``DistillationLoss``'s ``loss``.
+        kl_reduction: ``"anchors"`` (mean over all anchors of the batch) or ``"positives"`` (sum
+            divided by the number of positive anchors, as the task loss).
         box_weight: weight of the smooth-L1 term on box offsets (positive anchors).
         ldm_weight: weight of the smooth-L1 term on landmark offsets (positive anchors).
         task_weight: weight of the ground-truth MultiBox loss in :func:`combined_loss`'s ``total``
@@ -60,6 +64,7 @@ class DistillConfig:
 
     temperature: float = 2.0
     kl_weight: float = 1.0
+    kl_reduction: str = "anchors"
     box_weight: float = 1.0
     ldm_weight: float = 1.0
     task_weight: float = 1.0
@@ -67,6 +72,8 @@ class DistillConfig:
     def __post_init__(self) -> None:
         if not self.temperature > 0:
             raise ValueError(f"DistillConfig: temperature must be > 0, got {self.temperature}")
+        if self.kl_reduction not in ("anchors", "positives"):
+            raise ValueError(f"DistillConfig: kl_reduction must be 'anchors' or 'positives', got {self.kl_reduction!r}")
         for name in ("kl_weight", "box_weight", "ldm_weight", "task_weight"):
             if getattr(self, name) < 0:
                 raise ValueError(f"DistillConfig: {name} must be >= 0, got {getattr(self, name)}")
@@ -112,13 +119,13 @@ class DistillationLoss(nn.Module):
 
         log_p_s = F.log_softmax(s_logits / temp, dim=-1)
         log_p_t = F.log_softmax(t_logits / temp, dim=-1)
-        kl = F.kl_div(log_p_s, log_p_t, reduction="sum", log_target=True) / max(1, num_anchors)
-        kl = kl * temp**2
-
         pos = conf_t.to(s_loc.device) != 0
         denom = pos.sum().clamp(min=1).float()
         if pos_normalizer is not None:
             denom = torch.as_tensor(pos_normalizer, dtype=torch.float32, device=s_loc.device)
+        kl_denom = denom if cfg.kl_reduction == "positives" else max(1, num_anchors)
+        kl = F.kl_div(log_p_s, log_p_t, reduction="sum", log_target=True) / kl_denom
+        kl = kl * temp**2
         box = F.smooth_l1_loss(s_loc[pos], t_loc[pos], reduction="sum", beta=1.0) / denom
         ldm = F.smooth_l1_loss(s_ldm[pos], t_ldm[pos], reduction="sum", beta=1.0) / denom
 

@@ -39,6 +39,7 @@ from torch.utils.data import DataLoader, Sampler
 
 from featherface.config import ModelConfig, V2UltraTechniques
 from featherface.models import count_parameters, create_network
+from featherface.models.layers import DetectionHeads
 from featherface.priors import generate_priors
 from featherface.registry import get_config
 from featherface.train import distributed as ddp_utils
@@ -126,11 +127,17 @@ class TrainConfig:
     workers: int = 4
     seed: int = 0
     backbone_weights: str | None = None
+    backbone_from_teacher: bool = False
+    freeze_backbone: bool = False
+    cls_prior: float | None = None
     init_weights: str | None = None
     teacher: str | None = None
+    teacher_runtime: str = "torch"
     distill: DistillConfig = field(default_factory=DistillConfig)
     loss_weights: LossWeights = field(default_factory=LossWeights)
     neg_pos_ratio: int = 7
+    min_negatives: int = 0
+    negative_frames: float = 0.0
     save_every_epochs: int = 10
     save_every_steps: int | None = None
     log_every: int = 20
@@ -152,6 +159,18 @@ class TrainConfig:
             raise ValueError("TrainConfig: pct_start must be in (0, 1)")
         if self.ema_decay is not None and not 0 < self.ema_decay < 1:
             raise ValueError("TrainConfig: ema_decay must be in (0, 1)")
+        if self.backbone_from_teacher and not self.teacher:
+            raise ValueError("TrainConfig: backbone_from_teacher needs a teacher")
+        if self.backbone_from_teacher and self.backbone_weights:
+            raise ValueError("TrainConfig: give backbone_weights or backbone_from_teacher, not both")
+        if self.cls_prior is not None and not 0 < self.cls_prior < 1:
+            raise ValueError("TrainConfig: cls_prior must be in (0, 1)")
+        if self.teacher_runtime not in ("torch", "onnxruntime"):
+            raise ValueError(f"TrainConfig: teacher_runtime must be 'torch' or 'onnxruntime', got {self.teacher_runtime!r}")
+        if self.min_negatives < 0:
+            raise ValueError("TrainConfig: min_negatives must be >= 0")
+        if not 0 <= self.negative_frames < 1:
+            raise ValueError("TrainConfig: negative_frames must be in [0, 1)")
         self.model_config()  # validates model name and techniques
 
     def model_config(self) -> ModelConfig:
@@ -304,6 +323,10 @@ class Trainer:
             raise ValueError(f"batch_size {cfg.batch_size} (the global batch) is not divisible by the "
                              f"{self.dist.world_size} processes of this run")
         self.cuda = self.device.type == "cuda"
+        if not self.cuda:
+            # denormal floats (tiny gradients and attention products late in training) are ~100x slower
+            # on x86 CPUs; flushing them to zero changes no result that matters
+            torch.set_flush_denormal(True)
         self.out_dir = Path(cfg.out_dir)
         self.model_config = cfg.model_config()
         torch.manual_seed(cfg.seed)
@@ -318,21 +341,45 @@ class Trainer:
                 raise ValueError(f"init_weights {cfg.init_weights}: weights are for {resolved.config.name} "
                                  f"with another config than this run's {self.model_config.name}")
             load_weights_into(self.model, resolved.model_file)
+        self.teacher = load_teacher(cfg.teacher, self.device) if cfg.teacher else None
+        if cfg.backbone_from_teacher and not cfg.init_weights:
+            assert self.teacher is not None  # TrainConfig checks it
+            self.model.backbone.load_state_dict(self.teacher.backbone.state_dict(), strict=True)  # type: ignore[union-attr]
+        if cfg.cls_prior is not None and not cfg.init_weights:
+            for m in self.model.modules():
+                if isinstance(m, DetectionHeads):
+                    m.init_class_prior(cfg.cls_prior)
+        if cfg.freeze_backbone:
+            for prm in self.model.backbone.parameters():  # type: ignore[union-attr]
+                prm.requires_grad_(False)
+        # a frozen student backbone equal to the teacher's is run once for both networks
+        self.shared_backbone = bool(
+            cfg.freeze_backbone and self.teacher is not None and _same_state(self.model.backbone, self.teacher.backbone)  # type: ignore[union-attr]
+        )
+        self.ort_teacher = None
+        if self.teacher is not None and cfg.teacher_runtime == "onnxruntime":
+            from featherface.train.teacher import OnnxRuntimeTeacher
+
+            self.ort_teacher = OnnxRuntimeTeacher(self.teacher, num_threads=cfg.threads)
         find_unused = self.dist.distributed and ddp_utils.has_unused_parameters(self.model)
         if self.dist.distributed and cfg.sync_bn:
             self.model = ddp_utils.convert_sync_batchnorm(self.model, cuda=self.device.type == "cuda")
         self.model.to(self.device)
         if self.cuda and cfg.channels_last:
             self.model = self.model.to(memory_format=torch.channels_last)
-        self.teacher = load_teacher(cfg.teacher, self.device) if cfg.teacher else None
-        self.criterion = MultiBoxLoss(self.model_config.priors, cfg.neg_pos_ratio, weights=cfg.loss_weights)
+        self.criterion = MultiBoxLoss(self.model_config.priors, cfg.neg_pos_ratio, weights=cfg.loss_weights,
+                                      min_negatives=cfg.min_negatives)
         self.distill = DistillationLoss(cfg.distill) if self.teacher is not None else None
-        self.optimizer = torch.optim.AdamW(self.model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+        self.optimizer = torch.optim.AdamW([p for p in self.model.parameters() if p.requires_grad],
+                                           lr=cfg.lr, weight_decay=cfg.weight_decay)
         self.samples: list[FaceSample] = [s for src in cfg.train_data for s in src.load()]
         if not self.samples:
             raise ValueError("TrainConfig.train_data gives no training images")
         self.dataset = FaceDataset(
-            self.samples, TrainTransform(image_size=cfg.image_size, mean_bgr=self.model_config.mean_bgr), seed=cfg.seed
+            self.samples,
+            TrainTransform(image_size=cfg.image_size, mean_bgr=self.model_config.mean_bgr,
+                           negative_frames=cfg.negative_frames),
+            seed=cfg.seed,
         )
         self.steps_per_epoch = len(self.samples) // cfg.batch_size
         if self.steps_per_epoch == 0:
@@ -358,12 +405,13 @@ class Trainer:
             self.load_checkpoint(resume)
         # the module the training forward runs through: DDP over ``self.model`` in a distributed run
         # (``self.model`` stays the unwrapped network: checkpoints, EMA, export and evaluation use it)
-        self.net: nn.Module = self.model
+        # (with a shared backbone it maps backbone features to outputs: ``_HeadOnly``)
+        self.net: nn.Module = _HeadOnly(self.model) if self.shared_backbone else self.model
         if self.dist.distributed:
             from torch.nn.parallel import DistributedDataParallel
 
             self.net = DistributedDataParallel(
-                self.model, device_ids=[self.device.index] if self.cuda else None,
+                self.net, device_ids=[self.device.index] if self.cuda else None,
                 find_unused_parameters=find_unused,
             )
 
@@ -426,7 +474,26 @@ class Trainer:
         return DataLoader(
             self.dataset, batch_sampler=sampler, num_workers=self.cfg.workers, collate_fn=detection_collate,
             pin_memory=self.cuda, persistent_workers=False,
+            worker_init_fn=_single_threaded_worker if self.cfg.workers else None,
         )
+
+    @torch.no_grad()
+    def teacher_pass(self, images: torch.Tensor) -> tuple[tuple[torch.Tensor, ...] | None, tuple[torch.Tensor, ...] | None]:
+        """``(backbone features or None, teacher outputs or None)`` for a batch ``images[B, 3, S, S]``.
+
+        Features are returned when the student shares the frozen backbone (``self.shared_backbone``):
+        the student then runs only :meth:`forward_head` on them. The teacher runs in torch or, with
+        ``teacher_runtime: onnxruntime``, as an ONNX Runtime graph that also yields the features.
+        """
+        if self.ort_teacher is not None:
+            t_feats, t_out = self.ort_teacher(images)
+            return (tuple(f.to(self.device) for f in t_feats) if self.shared_backbone else None,
+                    tuple(t.to(self.device) for t in t_out))
+        feats = self.model.backbone(images) if self.shared_backbone else None  # type: ignore[union-attr]
+        if self.teacher is None:
+            return feats, None
+        t_out = self.teacher.forward_head(feats) if feats is not None else self.teacher(images)  # type: ignore[operator]
+        return feats, t_out
 
     def train_step(self, images: torch.Tensor, targets: Sequence[torch.Tensor]) -> dict[str, float]:
         """One optimisation step on a batch; returns the loss terms as floats.
@@ -435,6 +502,8 @@ class Trainer:
         are averaged over the ranks (``num_pos`` summed): the loss of the global batch.
         """
         self.net.train()
+        if self.cfg.freeze_backbone:  # frozen: BatchNorm keeps its running statistics
+            self.model.backbone.eval()  # type: ignore[union-attr]
         images = images.to(self.device, non_blocking=True)
         if self.cuda and self.cfg.channels_last:
             images = images.contiguous(memory_format=torch.channels_last)
@@ -446,14 +515,13 @@ class Trainer:
             counts = ddp_utils.all_reduce_sum(counts, self.dist)
             normalizers = (counts[0].clamp(min=1) / self.dist.world_size, counts[1].clamp(min=1) / self.dist.world_size)
         with torch.autocast(self.device.type, dtype=self.amp_dtype or torch.float32, enabled=self.amp_dtype is not None):
-            out = self.net(images)
+            feats, t_out = self.teacher_pass(images)
+            out = self.net(feats) if feats is not None else self.net(images)
             if normalizers is None:
                 task = self.criterion(out, None, self.priors, matched=matched)
             else:
                 task = self.criterion(out, None, self.priors, matched=matched, normalizers=normalizers)
-            if self.teacher is not None and self.distill is not None:
-                with torch.no_grad():
-                    t_out = self.teacher(images)
+            if t_out is not None and self.distill is not None:
                 if normalizers is None:
                     distill_terms = self.distill(out, t_out, matched[1])
                 else:
@@ -473,7 +541,7 @@ class Trainer:
         self.scaler.scale(total).backward()
         if self.cfg.grad_clip:
             self.scaler.unscale_(self.optimizer)
-            torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.grad_clip)
+            torch.nn.utils.clip_grad_norm_([p for p in self.model.parameters() if p.requires_grad], self.cfg.grad_clip)
         self.scaler.step(self.optimizer)
         self.scaler.update()
         self.scheduler.step()
@@ -567,6 +635,35 @@ class Trainer:
         rec = {"step": self.step, "epoch": float(epoch), **{f"val_{k}": float(v) for k, v in res.items() if k in ("easy", "medium", "hard")}}
         logger.info("validation (%d-image val subset): %s", self.cfg.val_subset, rec)
         self._log(rec)
+
+
+def _single_threaded_worker(_worker_id: int) -> None:
+    """Data-loader workers decode and augment one image at a time: one torch and one OpenCV thread,
+    so that they do not compete with the training step's own threads for the cores."""
+    import cv2
+
+    torch.set_num_threads(1)
+    cv2.setNumThreads(1)
+
+
+class _HeadOnly(nn.Module):
+    """``forward(feats)`` = ``model.forward_head(feats)``: the trainable part of a network whose
+    frozen backbone is run outside (once, for student and teacher); wrapped by DDP when distributed."""
+
+    def __init__(self, model: nn.Module) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, feats: tuple[torch.Tensor, ...]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        return self.model.forward_head(feats)  # type: ignore[operator]
+
+
+def _same_state(a: nn.Module, b: nn.Module) -> bool:
+    """Whether two modules hold equal tensors under the same names."""
+    sa, sb = a.state_dict(), b.state_dict()
+    return sa.keys() == sb.keys() and all(
+        sa[k].shape == sb[k].shape and torch.equal(sa[k].cpu(), sb[k].cpu()) for k in sa
+    )
 
 
 def _progress(total: int, initial: int, enabled: bool) -> Any:

@@ -9,8 +9,9 @@ for the ``N`` priors of the input size; targets are per-image ``[M, 15]`` rows (
 * ``ldm = sum_{label > 0} smoothL1(ldm, ldm_t) / max(1, N_ldm)``;
 * ``cls = sum_{positives + mined negatives} CE / max(1, N_pos)``, where every non-zero label counts as
   "face" and, per image, the ``min(neg_pos_ratio * num_pos_i, N - 1)`` background priors with the
-  largest CE are mined (positives' CE is zeroed before ranking, so an image with no positive
-  contributes no negative);
+  largest CE are mined (positives' CE is zeroed before ranking), but at least ``min_negatives``
+  (0 in the reference, where an image with no positive contributes no negative and a detector never
+  learns that a face-free frame has no face);
 * ``loss = w_loc * loc + w_cls * cls + w_ldm * ldm`` (2, 1, 1 by default).
 """
 
@@ -54,23 +55,26 @@ def cross_entropy_per_prior(logits: torch.Tensor, labels: torch.Tensor) -> torch
     return torch.logsumexp(logits, dim=-1) - picked
 
 
-def hard_negative_mask(ce: torch.Tensor, positive: torch.Tensor, neg_pos_ratio: int) -> torch.Tensor:
+def hard_negative_mask(
+    ce: torch.Tensor, positive: torch.Tensor, neg_pos_ratio: int, min_negatives: int = 0
+) -> torch.Tensor:
     """Per-image hard negative mining.
 
     Args:
         ce: ``[B, N]`` per-prior classification loss (no gradient needed).
         positive: ``[B, N]`` bool, priors labelled face.
         neg_pos_ratio: negatives kept per positive.
+        min_negatives: at least this many negatives per image (also for images without positives).
 
     Returns:
-        ``[B, N]`` bool: for image ``i`` the ``min(neg_pos_ratio * num_pos_i, N - 1)`` priors of highest
+        ``[B, N]`` bool: for image ``i`` the ``min(max(neg_pos_ratio * num_pos_i, min_negatives), N - 1)`` priors of highest
         loss after zeroing the positives' loss (ties broken by prior index). It can include a
         positive only when fewer background priors than that have a non-zero loss; callers take
         ``positive | mask``.
     """
     ce = ce.detach().masked_fill(positive, 0.0)
     n = ce.shape[1]
-    num_neg = (neg_pos_ratio * positive.sum(dim=1, keepdim=True)).clamp(max=n - 1)  # [B, 1]
+    num_neg = (neg_pos_ratio * positive.sum(dim=1, keepdim=True)).clamp(min=min_negatives, max=n - 1)  # [B, 1]
     order = torch.sort(ce, dim=1, descending=True, stable=True).indices
     rank = torch.empty_like(order)
     rank.scatter_(1, order, torch.arange(n, device=ce.device).expand_as(order))
@@ -85,6 +89,7 @@ class MultiBoxLoss(nn.Module):
         neg_pos_ratio: hard negatives per positive (7).
         pos_iou: matching threshold below which a prior is background (0.35).
         weights: weights of the three terms in ``loss``.
+        min_negatives: hard negatives mined per image at least (0: the reference).
     """
 
     def __init__(
@@ -93,12 +98,16 @@ class MultiBoxLoss(nn.Module):
         neg_pos_ratio: int = 7,
         pos_iou: float = 0.35,
         weights: LossWeights = LossWeights(),
+        min_negatives: int = 0,
     ) -> None:
         super().__init__()
         if neg_pos_ratio < 0:
             raise ValueError(f"MultiBoxLoss: neg_pos_ratio must be >= 0, got {neg_pos_ratio}")
         if not 0.0 < pos_iou <= 1.0:
             raise ValueError(f"MultiBoxLoss: pos_iou must be in (0, 1], got {pos_iou}")
+        if min_negatives < 0:
+            raise ValueError(f"MultiBoxLoss: min_negatives must be >= 0, got {min_negatives}")
+        self.min_negatives = int(min_negatives)
         self.prior_cfg = prior_cfg or PriorConfig()
         self.variances = tuple(float(v) for v in self.prior_cfg.variances)
         self.neg_pos_ratio = int(neg_pos_ratio)
@@ -181,7 +190,7 @@ class MultiBoxLoss(nn.Module):
 
         labels = pos.long()
         ce = cross_entropy_per_prior(logits, labels)  # [B, N]
-        neg = hard_negative_mask(ce, pos, self.neg_pos_ratio)
+        neg = hard_negative_mask(ce, pos, self.neg_pos_ratio, self.min_negatives)
         selected = pos | neg
         loss_cls = ce[selected].sum() / denom
 

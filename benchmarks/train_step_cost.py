@@ -1,0 +1,106 @@
+#!/usr/bin/env python
+"""Cost of one CPU training step, split into data, backbone, teacher, student forward, loss, backward
+and optimizer, for a training config (a benchmark, not a test).
+
+Runs the config's own :class:`featherface.train.engine.Trainer` (same model, teacher, loss and
+data loader) and times each part of ``train_step`` with ``time.perf_counter`` over ``--steps`` steps
+after ``--warmup`` steps, printing a Markdown table of median milliseconds per step and the
+resulting images/s. ``--set key=value`` overrides config fields (YAML syntax), e.g.
+``--set freeze_backbone=false`` to compare with the unfrozen run.
+
+    python benchmarks/train_step_cost.py configs/cpu/v2_ultra_s1_frozen.yaml --steps 20
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+from featherface.train.distill import combined_loss
+from featherface.train.engine import TrainConfig, Trainer
+
+
+def _parse_overrides(items: list[str]) -> dict[str, object]:
+    import yaml
+
+    out: dict[str, object] = {}
+    for item in items:
+        key, _, value = item.partition("=")
+        out[key] = yaml.safe_load(value)
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("config")
+    ap.add_argument("--steps", type=int, default=20)
+    ap.add_argument("--warmup", type=int, default=3)
+    ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
+    ap.add_argument("--json", action="store_true")
+    args = ap.parse_args(argv)
+
+    cfg = TrainConfig.from_file(args.config)
+    over = _parse_overrides(args.set)
+    over.setdefault("out_dir", str(Path("/tmp") / "featherface_step_cost"))
+    cfg = dataclasses.replace(cfg, **over)  # type: ignore[arg-type]
+    tr = Trainer(cfg)
+    parts: dict[str, list[float]] = {k: [] for k in ("data", "match", "backbone+teacher", "student_forward", "loss",
+                                                      "backward", "optimizer", "total")}
+    loader = iter(tr._loader(0, 0))
+    for i in range(args.warmup + args.steps):
+        t0 = time.perf_counter()
+        images, targets = next(loader)
+        t1 = time.perf_counter()
+        tr.net.train()
+        if cfg.freeze_backbone:
+            tr.model.backbone.eval()
+        matched = tr.criterion.match(targets, tr.priors)
+        t2 = time.perf_counter()  # backbone and teacher: one ONNX Runtime call with teacher_runtime onnxruntime
+        feats, t_out = tr.teacher_pass(images)
+        t3 = time.perf_counter()
+        out = tr.net(feats) if feats is not None else tr.net(images)
+        t4 = time.perf_counter()
+        task = tr.criterion(out, None, tr.priors, matched=matched)
+        total = task["loss"]
+        if t_out is not None and tr.distill is not None:
+            total = combined_loss(task, tr.distill(out, t_out, matched[1]), cfg.distill)["total"]
+        t5 = time.perf_counter()
+        tr.optimizer.zero_grad(set_to_none=True)
+        total.backward()
+        t6 = time.perf_counter()
+        if cfg.grad_clip:
+            torch.nn.utils.clip_grad_norm_([p for p in tr.model.parameters() if p.requires_grad], cfg.grad_clip)
+        tr.optimizer.step()
+        tr.scheduler.step()
+        if tr.ema is not None:
+            tr.ema.update_parameters(tr.model)
+        t7 = time.perf_counter()
+        if i >= args.warmup:
+            for k, v in zip(parts, (t1 - t0, t2 - t1, t3 - t2, t4 - t3, t5 - t4, t6 - t5, t7 - t6, t7 - t0)):
+                parts[k].append(v * 1000.0)
+    med = {k: statistics.median(v) for k, v in parts.items()}
+    ips = cfg.batch_size / (med["total"] / 1000.0)
+    info = {"config": args.config, "overrides": over, "batch_size": cfg.batch_size, "image_size": cfg.image_size,
+            "threads": torch.get_num_threads(), "workers": cfg.workers, "shared_backbone": tr.shared_backbone,
+            "median_ms": med, "images_per_s": ips}
+    if args.json:
+        print(json.dumps(info, indent=2))
+    else:
+        print(f"config {args.config} {over}; batch {cfg.batch_size} at {cfg.image_size}px; "
+              f"{torch.get_num_threads()} threads, {cfg.workers} loader workers; shared backbone {tr.shared_backbone}")
+        print("| part | median ms / step |\n|---|---:|")
+        for k, v in med.items():
+            print(f"| {k} | {v:.1f} |")
+        print(f"images/s: {ips:.2f}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,66 @@
+"""Checks of what a detector does, beyond its loss: face-probability spread on a real photo and
+false faces on blank frames.
+
+A falling loss can hide a classifier that outputs the same face probability at every anchor (under
+7:1 hard-negative mining a constant classifier still scores a plausible ``cls`` term), and a detector
+that was never shown a face-free image can put a confident box on a blank frame. Training logs and
+tests use these functions to catch both.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch import nn
+
+from featherface.postprocess import face_probability
+from featherface.train.augment import _to_network_input
+
+__all__ = ["ProbabilitySpread", "anchor_face_probabilities", "probability_spread", "blank_frame_max_score"]
+
+
+@torch.no_grad()
+def anchor_face_probabilities(network: nn.Module, image_bgr: np.ndarray,
+                              mean_bgr: tuple[float, float, float] = (104.0, 117.0, 123.0)) -> torch.Tensor:
+    """Face probability of every anchor: ``float32 [N]`` for a ``uint8 [H, W, 3]`` BGR image at its size.
+
+    The network runs in eval mode (its mode is restored) on the CPU copy of the input.
+    """
+    was_training = network.training
+    network.eval()
+    try:
+        x = torch.from_numpy(_to_network_input(image_bgr, mean_bgr))[None]
+        param = next(network.parameters())
+        _, logits, _ = network(x.to(param.device))
+    finally:
+        network.train(was_training)
+    return face_probability(logits[0].float()).cpu()
+
+
+@dataclass(frozen=True)
+class ProbabilitySpread:
+    """Summary of the per-anchor face probabilities of one image."""
+
+    median: float
+    p999: float
+    max: float
+
+    @property
+    def spread(self) -> float:
+        """``max - median``: about 0 for a constant classifier, near 1 once faces stand out."""
+        return self.max - self.median
+
+
+def probability_spread(probabilities: torch.Tensor) -> ProbabilitySpread:
+    """Median, 99.9th percentile and maximum of ``probabilities[N]``."""
+    p = probabilities.double()
+    return ProbabilitySpread(float(p.median()), float(torch.quantile(p, 0.999)), float(p.max()))
+
+
+def blank_frame_max_score(network: nn.Module, height: int, width: int, level: int,
+                          mean_bgr: tuple[float, float, float] = (104.0, 117.0, 123.0)) -> float:
+    """Highest anchor face probability on a uniform ``level`` (0..255) grey frame of ``height x width``."""
+    frame = np.full((height, width, 3), level, dtype=np.uint8)
+    return float(anchor_face_probabilities(network, frame, mean_bgr).max())
