@@ -32,6 +32,8 @@ EXTRA_NAMES: tuple[str, ...] = (
     "featherface.io.load_image",
     "featherface.io.read_image_file",
     "featherface.io.ImageError",
+    "featherface.api.resolve_device",
+    "featherface.api.DeviceError",
     "featherface.hub.WeightsError",
     "featherface.hub.WeightsIntegrityError",
     "featherface.hub.ConfigMismatchError",
@@ -48,6 +50,10 @@ EXTRA_NAMES: tuple[str, ...] = (
     "featherface.fuse.fuse_for_inference",
 )
 """Names outside ``featherface.__all__`` that the user guide refers to."""
+
+SIGNATURE_FENCE = "```python notest"
+"""Opening fence of a signature block: Python highlighting, and ``notest`` so that the docs tests
+(pytest-markdown-docs, tests/doc_blocks.py) do not run it: a signature is not code to execute."""
 
 SECTIONS = ("Args", "Arguments", "Attributes", "Returns", "Raises", "Yields", "Example", "Examples", "Note")
 _ROLE = re.compile(r":(?:class|func|meth|attr|data|mod|exc|obj):`~?([^`]+)`")
@@ -77,7 +83,7 @@ def docstring_to_markdown(doc: str | None) -> str:
             while i < len(lines) and lines[i].strip():
                 block.append(re.sub(r"\s+# doctest:.*$", "", lines[i].strip()))
                 i += 1
-            out += ["```python", *block, "```"]
+            out += ["```pycon", *block, "```"]  # an interpreter session: not run by the docs tests
             continue
         header = stripped[:-1] if stripped.endswith(":") and line == stripped else None
         if header in SECTIONS:
@@ -194,11 +200,11 @@ def render_object(qualname: str, obj: Any, module_name: str | None = None) -> li
     if inspect.isclass(obj):
         if issubclass(obj, BaseException):
             bases = ", ".join(b.__name__ for b in obj.__bases__)
-            lines += ["```python", f"class {qualname}({bases})", "```", ""]
+            lines += [SIGNATURE_FENCE, f"class {qualname}({bases})", "```", ""]
         else:
             sig = format_signature(qualname, obj, show_return=False)
             kind = "dataclass" if dataclasses.is_dataclass(obj) else "class"
-            lines += ["```python", f"{kind} {sig or qualname}", "```", ""]
+            lines += [SIGNATURE_FENCE, f"{kind} {sig or qualname}", "```", ""]
         lines += [docstring_to_markdown(inspect.getdoc(obj)), ""]
         aliases = [n for n, v in obj.__dict__.items() if n == "__call__" and inspect.isfunction(v)]
         for name, raw in _public_members(obj):
@@ -211,7 +217,7 @@ def render_object(qualname: str, obj: Any, module_name: str | None = None) -> li
                 sig = format_signature(f"{short}.{name}", func if not is_method or isinstance(raw, classmethod)
                                        else raw, skip_first=is_method and not isinstance(raw, classmethod))
                 prefix = "classmethod " if isinstance(raw, classmethod) else "staticmethod " if not is_method else ""
-                lines += [f"### {short}.{name}", "", "```python", f"{prefix}{sig or name}", "```", ""]
+                lines += [f"### {short}.{name}", "", SIGNATURE_FENCE, f"{prefix}{sig or name}", "```", ""]
                 doc = inspect.getdoc(func)
                 for alias in aliases:
                     if obj.__dict__[alias] is raw:
@@ -220,9 +226,9 @@ def render_object(qualname: str, obj: Any, module_name: str | None = None) -> li
                 lines += [docstring_to_markdown(doc), ""]
     elif callable(obj):
         sig = format_signature(qualname, obj)
-        lines += ["```python", sig or qualname, "```", "", docstring_to_markdown(inspect.getdoc(obj)), ""]
+        lines += [SIGNATURE_FENCE, sig or qualname, "```", "", docstring_to_markdown(inspect.getdoc(obj)), ""]
     else:
-        lines += ["```python", f"{qualname} = {obj!r}", "```", ""]
+        lines += [SIGNATURE_FENCE, f"{qualname} = {obj!r}", "```", ""]
         doc = _attribute_docstring(module_name, short) if module_name else None
         if doc:
             lines += [docstring_to_markdown(doc), ""]

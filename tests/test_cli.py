@@ -196,6 +196,25 @@ def test_bad_option_values_are_one_line_usage_errors(capsys, images, argv, needl
     assert needle in _one_error_line(err)
 
 
+def test_detect_backend_onnxruntime_matches_torch(capsys, images, weights, tmp_path, monkeypatch):
+    pytest.importorskip("onnxruntime", reason="the onnx extra is not installed")
+    monkeypatch.setenv("FEATHERFACE_CACHE", str(tmp_path / "ff-cache"))  # the exported graph goes here
+    args = ["detect", str(images["a"]), "--weights", str(weights), "--json", *FAST]
+    code, out_torch, err = run(capsys, *args)
+    assert code == 0, err
+    code, out_ort, err = run(capsys, *args, "--backend", "onnxruntime")
+    assert code == 0, err
+    (a,), (b,) = _json_lines(out_torch), _json_lines(out_ort)
+    assert len(a["faces"]) == len(b["faces"]) == 3
+    for fa, fb in zip(a["faces"], b["faces"]):
+        assert np.allclose(fa["box"], fb["box"], atol=1e-2) and abs(fa["score"] - fb["score"]) < 1e-4
+
+
+def test_detect_backend_is_checked(capsys, images):
+    code, _, err = run(capsys, "detect", str(images["a"]), "--random-weights", "--backend", "tensorrt")
+    assert code == 2 and "--backend" in _one_error_line(err)
+
+
 def test_weights_of_another_model_are_rejected(capsys, images, weights):
     code, _, err = run(capsys, "detect", str(images["a"]), "--weights", str(weights), "--model", "v1")
     assert code == 1
@@ -243,18 +262,25 @@ def test_models_table_and_json(capsys):
     assert records["v2_ultra"]["weights"] == "packaged" and set(records["v2_ultra"]["metrics"]) == {"easy", "medium", "hard"}
 
 
-def test_download_without_published_weights(capsys, tmp_path):
+def test_download_without_published_weights(capsys, tmp_path, monkeypatch):
+    monkeypatch.setenv("FEATHERFACE_CACHE", str(tmp_path / "ff-cache"))  # v1 not installed here
     code, out, err = run(capsys, "download", "v1", "--cache-dir", str(tmp_path))
     assert code == 1
-    assert "no published weights" in _one_error_line(err)
-    # v2_ultra ships inside the package but is not on the Hub yet: nothing to download
+    line = _one_error_line(err)
+    assert "no published weights" in line and "featherface convert-reference" in line
+    # v2_ultra ships inside the package: nothing to download, and that is a success
     code, out, err = run(capsys, "download", "v2_ultra", "--cache-dir", str(tmp_path))
-    assert code == 1
-    assert "not on the Hugging Face Hub yet" in _one_error_line(err)
+    assert (code, err) == (0, "")
+    assert out.strip() == "v2_ultra: packaged with featherface, nothing to download (it loads offline)"
 
+
+def test_download_all_succeeds_for_packaged_and_says_how_to_get_v1(capsys, tmp_path, monkeypatch):
+    monkeypatch.setenv("FEATHERFACE_CACHE", str(tmp_path / "ff-cache"))
     code, out, err = run(capsys, "download", "--all", "--cache-dir", str(tmp_path))
-    assert code == 1
-    assert "v1: skipped" in out and "not on the Hugging Face Hub yet" in _one_error_line(err)
+    assert (code, err) == (0, "")
+    lines = dict(line.split(": ", 1) for line in out.strip().splitlines())
+    assert lines["v2_ultra"].startswith("packaged with featherface, nothing to download")
+    assert lines["v1"].startswith("skipped, no published weights") and "featherface convert-reference" in lines["v1"]
 
 
 def test_download_usage_errors(capsys):

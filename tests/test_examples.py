@@ -15,6 +15,8 @@ import cv2
 import numpy as np
 import pytest
 
+from featherface.types import Detection
+
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLES = ROOT / "examples"
 ASTRONAUT = EXAMPLES / "images" / "astronaut.png"
@@ -43,7 +45,8 @@ def test_the_example_image_is_the_astronaut():
 
 
 def test_every_example_is_tested_and_documented():
-    assert set(SCRIPTS) == {"blur_faces.py", "detect_folder.py", "detect_image.py", "ray_folder.py", "webcam.py"}
+    assert set(SCRIPTS) == {"blur_faces.py", "detect_folder.py", "detect_image.py", "ray_folder.py", "small_faces.py",
+                            "webcam.py"}
     for name in SCRIPTS:
         module = load_example(name[:-3])
         assert module.__doc__ and module.__doc__.strip(), name
@@ -152,3 +155,33 @@ def test_pixelate_and_regions_helpers():
     face = Detection(box=(10.5, 20.0, 30.5, 60.0), score=0.9, landmarks=((0.0, 0.0),) * 5)
     assert blur.face_region(face, 0.1, 100, 100) == (8, 16, 33, 64)
     assert blur.face_region(face, 1.0, 40, 70) == (0, 0, 40, 70)  # clipped to the image
+
+
+def test_small_faces_pastes_known_faces_and_scores_them():
+    small = load_example("small_faces")
+    source = cv2.imread(str(ASTRONAUT))
+    test = small.compose(source, small.ASTRONAUT_FACE, [10, 20], 2)
+    assert len(test.boxes) == 4 and test.heights == [10, 10, 20, 20]
+    assert [round(b[3] - b[1]) for b in test.boxes] == [10, 10, 20, 20]  # the face is that many pixels high
+    x1, y1, x2, y2 = (round(v) for v in test.boxes[2])
+    assert test.image[y1:y2, x1:x2].std() > 10  # a face, not the grey background
+    faces = [Detection(box=test.boxes[3], score=0.9, landmarks=((0.0, 0.0),) * 5),
+             Detection(box=(0.0, 0.0, 5.0, 5.0), score=0.8, landmarks=((0.0, 0.0),) * 5)]
+    found, false = small.match(faces, test.boxes, 0.4)
+    assert found == [False, False, False, True] and false == 1
+
+
+def test_small_faces_runs(tmp_path):
+    proc = run_example("small_faces.py", "--heights", "16", "32", "--copies", "1", "--upscales", "1", "2",
+                       "--score-thresholds", "0.3", "0.6", "--json", "--save-image", str(tmp_path / "t.png"), *RANDOM)
+    assert proc.returncode == 0, proc.stderr
+    rows = [json.loads(line) for line in proc.stdout.splitlines()]
+    assert [(r["upscale"], r["score_threshold"]) for r in rows] == [(1, 0.3), (1, 0.6), (2, 0.3), (2, 0.6)]
+    assert all(r["faces"] == 2 and set(r["found_per_height"]) == {"16", "32"} for r in rows)
+    assert rows[0]["input_size"] is None and rows[2]["input_size"] == 2 * max(cv2.imread(str(tmp_path / "t.png")).shape[:2])
+    table = run_example("small_faces.py", "--heights", "16", "--copies", "1", "--upscales", "1",
+                        "--score-thresholds", "0.5", *RANDOM)
+    assert table.returncode == 0, table.stderr
+    assert "| upscale | input_size | score_threshold |" in table.stdout
+    bad = run_example("small_faces.py", str(tmp_path / "t.png"), *RANDOM)
+    assert bad.returncode == 2 and "--face-box" in bad.stderr

@@ -5,7 +5,9 @@
 >>> faces = det.detect("photo.jpg")                    # doctest: +SKIP
 
 Public names are loaded lazily so that ``import featherface`` stays cheap (no torch model code,
-no OpenCV, no Hub client until used).
+no OpenCV, no Hub client until used). The public submodules (:data:`SUBMODULES`) are attributes too,
+imported on first access: ``import featherface; featherface.io.load_image(...)`` works without
+``import featherface.io``.
 """
 
 from __future__ import annotations
@@ -52,7 +54,17 @@ _LAZY = {
 }
 
 
+SUBMODULES: frozenset[str] = frozenset({
+    "api", "backends", "bench", "box_coder", "cli", "config", "convert", "export", "export_cli", "fuse",
+    "hub", "integrations", "io", "models", "ops", "postprocess", "priors", "registry", "stream", "train",
+    "types", "visualize",
+})
+"""Submodules reachable as ``featherface.<name>`` without importing them first (imported on access)."""
+
+
 def __getattr__(name: str) -> Any:
+    if name in SUBMODULES:  # importing a submodule also binds it here (the import system does that)
+        return importlib.import_module(f"{__name__}.{name}")
     module = _LAZY.get(name)
     if module is None:
         raise AttributeError(f"module 'featherface' has no attribute {name!r}")
@@ -62,4 +74,4 @@ def __getattr__(name: str) -> Any:
 
 
 def __dir__() -> list[str]:
-    return sorted(__all__)
+    return sorted({*__all__, *SUBMODULES})

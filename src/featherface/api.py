@@ -20,6 +20,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import math
+import numbers
 import os
 import warnings
 from collections.abc import Iterable, Iterator, Sequence
@@ -41,9 +42,80 @@ logger = logging.getLogger(__name__)
 DEFAULT_MODEL = "v2_ultra"
 
 
+def _is_int(value: Any) -> bool:
+    """An integer (Python or NumPy), not a bool."""
+    return isinstance(value, numbers.Integral) and not isinstance(value, (bool, np.bool_))
+
+
+def _is_real(value: Any) -> bool:
+    """A real number (Python or NumPy), not a bool."""
+    return isinstance(value, numbers.Real) and not isinstance(value, (bool, np.bool_))
+
+
+OPTION_TYPES: dict[str, str] = {
+    "score_threshold": "a number in [0, 1]",
+    "iou_threshold": "a number in [0, 1]",
+    "pre_nms_top_k": "a positive int or None",
+    "max_detections": "a positive int or None",
+    "input_size": "None, a positive int or (height, width) of positive ints",
+    "max_size": "a positive int or None",
+    "max_input_pixels": "a positive int",
+    "legacy_nms": "True or False",
+}
+"""What each :class:`DetectorOptions` field takes, as error messages say it."""
+
+
+def _option_error(kind: type[Exception], name: str, value: Any) -> Exception:
+    """``kind("detector option NAME takes WHAT; got VALUE (TYPE)")``, with a hint for strings."""
+    hint = ""
+    if isinstance(value, str):
+        hint = "; pass the value itself, not a string (e.g. float(text) or int(text) first)"
+    return kind(f"detector option {name} takes {OPTION_TYPES[name]}; got {value!r} ({type(value).__name__}){hint}")
+
+
+def _validate_option(name: str, value: Any) -> Any:
+    """Check one option's type (``TypeError``) and value (``ValueError``); return it normalised
+    (NumPy scalars to Python numbers, a list ``input_size`` to a tuple)."""
+    if name in ("score_threshold", "iou_threshold"):
+        if not _is_real(value):
+            raise _option_error(TypeError, name, value)
+        if not 0.0 <= float(value) <= 1.0:
+            raise _option_error(ValueError, name, value)
+        return float(value)
+    if name in ("pre_nms_top_k", "max_detections", "max_size", "max_input_pixels"):
+        if value is None and name != "max_input_pixels":
+            return None
+        if not _is_int(value):
+            raise _option_error(TypeError, name, value)
+        if value <= 0:
+            raise _option_error(ValueError, name, value)
+        return int(value)
+    if name == "input_size":
+        if value is None:
+            return None
+        if _is_int(value):
+            if value <= 0:
+                raise _option_error(ValueError, name, value)
+            return int(value)
+        if not isinstance(value, (tuple, list)) or len(value) != 2 or not all(_is_int(v) for v in value):
+            raise _option_error(TypeError, name, value)
+        if not all(v > 0 for v in value):
+            raise _option_error(ValueError, name, value)
+        return (int(value[0]), int(value[1]))
+    if name == "legacy_nms":
+        if not isinstance(value, (bool, np.bool_)):
+            raise _option_error(TypeError, name, value)
+        return bool(value)
+    raise TypeError(f"unknown detector option {name!r}; valid options: {sorted(OPTION_TYPES)}")
+
+
 @dataclass(frozen=True)
 class DetectorOptions:
     """Detection options; the same names are accepted by ``load_model`` and every ``detect`` call.
+
+    Each option is checked when the options are made: a value of the wrong type raises ``TypeError``
+    and a value out of range ``ValueError``, both naming the option, the value given and what the
+    option takes (:data:`OPTION_TYPES`). NumPy scalars are accepted and stored as Python numbers.
 
     Attributes:
         score_threshold: keep faces with score strictly above this (default 0.5).
@@ -68,18 +140,8 @@ class DetectorOptions:
     legacy_nms: bool = False
 
     def __post_init__(self) -> None:
-        self.postprocess_options()  # validates thresholds and caps
-        s = self.input_size
-        if s is not None:
-            if isinstance(s, bool) or not (
-                (isinstance(s, int) and s > 0)
-                or (isinstance(s, tuple) and len(s) == 2 and all(isinstance(v, int) and v > 0 for v in s))
-            ):
-                raise ValueError(f"input_size must be None, a positive int or (height, width), got {s!r}")
-        if self.max_size is not None and (not isinstance(self.max_size, int) or self.max_size <= 0):
-            raise ValueError(f"max_size must be a positive int or None, got {self.max_size!r}")
-        if not isinstance(self.max_input_pixels, int) or self.max_input_pixels <= 0:
-            raise ValueError(f"max_input_pixels must be a positive int, got {self.max_input_pixels!r}")
+        for f in dataclasses.fields(self):
+            object.__setattr__(self, f.name, _validate_option(f.name, getattr(self, f.name)))
 
     def updated(self, **overrides: Any) -> DetectorOptions:
         """Copy with some options changed; unknown names raise ``TypeError`` listing the valid ones."""
@@ -89,8 +151,6 @@ class DetectorOptions:
         unknown = sorted(set(overrides) - valid)
         if unknown:
             raise TypeError(f"unknown detector option(s) {unknown}; valid options: {sorted(valid)}")
-        if isinstance(overrides.get("input_size"), list):
-            overrides["input_size"] = tuple(overrides["input_size"])
         return dataclasses.replace(self, **overrides)
 
     def postprocess_options(self) -> PostprocessOptions:
@@ -135,7 +195,50 @@ def _tensor_view(array: np.ndarray) -> torch.Tensor:
 
 
 def default_device() -> torch.device:
+    """CUDA when available, else the CPU (what ``device=None`` means)."""
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+class DeviceError(ValueError):
+    """A device name that is invalid, or a device that this machine does not have."""
+
+
+def _parse_device(device: str | torch.device) -> torch.device:
+    try:
+        return torch.device(device)
+    except (RuntimeError, ValueError, TypeError):
+        raise DeviceError(f"invalid device {str(device)!r}: expected 'cpu', 'cuda', 'cuda:N' or 'mps' (device= in "
+                          "Python, --device on the command line)") from None
+
+
+def resolve_device(device: str | torch.device | None) -> torch.device:
+    """The ``torch.device`` for ``device`` (``None``: :func:`default_device`), checked to exist here.
+
+    The one device check of the package: :func:`load_model`, :class:`FaceDetector` and the command
+    line's ``--device`` all go through it, so they report an unusable device with the same message.
+
+    Raises:
+        DeviceError: (a ``ValueError``) an invalid name, or CUDA / MPS requested on a machine (or a
+            torch build) without it, or a CUDA index this machine does not have.
+    """
+    if device is None:
+        return default_device()
+    dev = _parse_device(device)
+    fallback = "use device 'cpu' instead (device='cpu' or device=None in Python, --device cpu or no --device on the command line)"
+    if dev.type == "cuda":
+        if not torch.cuda.is_available():
+            why = ("this torch build has no CUDA support" if torch.version.cuda is None
+                   else f"torch {torch.__version__} found no usable GPU or driver")
+            raise DeviceError(f"device {str(device)!r}: CUDA is not available on this machine ({why}); {fallback}")
+        count = torch.cuda.device_count()
+        if dev.index is not None and dev.index >= count:
+            raise DeviceError(f"device {str(device)!r}: this machine has {count} CUDA device(s) "
+                              f"(cuda:0 to cuda:{count - 1})")
+    elif dev.type == "mps":
+        mps = getattr(torch.backends, "mps", None)
+        if mps is None or not mps.is_available():
+            raise DeviceError(f"device {str(device)!r}: MPS (Apple GPU) is not available on this machine; {fallback}")
+    return dev
 
 
 class FaceDetector:
@@ -180,10 +283,10 @@ class FaceDetector:
         if onnx_path is not None and backend != "onnxruntime":
             raise ValueError("onnx_path= is only used with backend='onnxruntime'")
         if backend == "onnxruntime":
-            if device is not None and torch.device(device).type != "cpu":
+            if device is not None and _parse_device(device).type != "cpu":
                 raise ValueError(f"the onnxruntime backend runs on the CPU; got device={str(device)!r}")
             device = "cpu"
-        self.device = torch.device(device) if device is not None else default_device()
+        self.device = resolve_device(device)
         self.network = network.to(self.device).eval()
         self.config = config
         self.options = options or DetectorOptions()
@@ -411,15 +514,21 @@ def load_model(
         **options: :class:`DetectorOptions` defaults for this detector.
 
     Raises:
-        ValueError: unknown model name, backend or option value. ImportError: ``backend="onnxruntime"``
-        without onnxruntime installed. featherface.hub.WeightsError (and its subclasses for hash or
-        config mismatches): weights missing, corrupt or not matching.
+        ValueError: unknown model name or backend, an option value out of range, or a device this
+            machine does not have (``featherface.api.DeviceError``, from :func:`resolve_device`).
+        TypeError: an unknown option, or an option value of the wrong type (the message names the
+            option, the value and what it takes).
+        ImportError: ``backend="onnxruntime"`` without onnxruntime installed.
+        featherface.hub.WeightsError: weights missing, corrupt or not matching (subclasses for hash
+            or config mismatches).
     """
     from featherface.hub import load_weights_into, resolve_weights
     from featherface.models import create_network
     from featherface.registry import get_spec
 
     opts = DetectorOptions().updated(**options)
+    if backend != "onnxruntime":  # checked before any weights are read (onnxruntime: by FaceDetector)
+        device = resolve_device(device)
     engine: dict[str, Any] = {"backend": backend, "fuse": fuse, "channels_last": channels_last,
                               "num_threads": num_threads, "onnx_path": onnx_path}
     if backend == "onnxruntime":

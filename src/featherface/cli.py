@@ -1,4 +1,4 @@
-"""The ``featherface`` command line: ``featherface detect|models|download ...``.
+"""The ``featherface`` command line: ``featherface detect|models|download|convert-reference ...``.
 
 Nothing is parsed at import time: :func:`main` builds the parser (:func:`build_parser`) on each call,
 and importing this module pulls in neither torch nor OpenCV (commands import what they need).
@@ -105,7 +105,7 @@ class Subcommand:
 _SUBCOMMANDS: dict[str, Subcommand] = {}
 
 SUBCOMMAND_MODULES: dict[str, tuple[str, ...]] = {
-    "featherface.train.cli": ("train", "evaluate", "pseudo-label", "convert-reference", "export-checkpoint"),
+    "featherface.train.cli": ("train", "evaluate", "pseudo-label", "export-checkpoint"),
     "featherface.export_cli": ("export",),
     "featherface.bench": ("bench",),
 }
@@ -239,16 +239,16 @@ def detector_options_from_args(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def _check_device(device: str | None) -> None:
+    """``--device``: the API's own check (:func:`featherface.api.resolve_device`), so the command line
+    and ``load_model(device=...)`` report an unusable device with the same message."""
     if device is None:
         return
-    import torch
+    from featherface.api import DeviceError, resolve_device
 
     try:
-        dev = torch.device(device)
-    except (RuntimeError, ValueError):
-        raise CLIError(f"invalid --device {device!r} (expected cpu, cuda, cuda:N, mps)", EXIT_USAGE) from None
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise CLIError(f"--device {device}: CUDA is not available on this machine (use --device cpu)", EXIT_USAGE)
+        resolve_device(device)
+    except DeviceError as exc:
+        raise CLIError(str(exc), EXIT_USAGE) from None
 
 
 def load_detector_from_args(args: argparse.Namespace, **extra_options: Any) -> FaceDetector:
@@ -259,6 +259,7 @@ def load_detector_from_args(args: argparse.Namespace, **extra_options: Any) -> F
     ``--random-weights`` was given. Weights errors from :mod:`featherface.hub` propagate.
     """
     from featherface.api import DEFAULT_MODEL, DetectorOptions, load_model
+    from featherface.hub import install_hint, is_installed
     from featherface.registry import get_spec
 
     options = {**detector_options_from_args(args), **extra_options}
@@ -276,22 +277,30 @@ def load_detector_from_args(args: argparse.Namespace, **extra_options: Any) -> F
             spec = get_spec(name)
         except ValueError as exc:
             raise CLIError(str(exc), EXIT_USAGE) from None
-        if weights is None and not random_weights and spec.weights is None:
+        if weights is None and not random_weights and spec.weights is None and not is_installed(name):
+            hint = install_hint(name)
             raise CLIError(
-                f"model {name!r} has no published weights yet; pass --weights PATH (a folder with "
-                "config.json + model.safetensors) or --random-weights (testing only)"
+                f"model {name!r} has no published weights yet; {hint + '; or ' if hint else ''}pass --weights "
+                "PATH (a folder with config.json + model.safetensors) or --random-weights (testing only)"
             )
     if weights is not None and not Path(weights).expanduser().exists():
         raise CLIError(f"--weights: no such file or directory: {weights}", EXIT_USAGE)
     _check_device(args.device)
-    if random_weights:
-        import torch
+    engine: dict[str, Any] = {}
+    backend = getattr(args, "backend", None)
+    if backend is not None:
+        engine["backend"] = backend
+    try:
+        if random_weights:
+            import torch
 
-        with torch.random.fork_rng(devices=[]):  # reproducible without touching the caller's RNG
-            torch.manual_seed(0)
-            det = load_model(name, device=args.device, pretrained=False, **options)
-    else:
-        det = load_model(name, device=args.device, weights=weights, **options)
+            with torch.random.fork_rng(devices=[]):  # reproducible without touching the caller's RNG
+                torch.manual_seed(0)
+                det = load_model(name, device=args.device, pretrained=False, **engine, **options)
+        else:
+            det = load_model(name, device=args.device, weights=weights, **engine, **options)
+    except ImportError as exc:  # --backend onnxruntime without the onnx extra: the message says what to install
+        raise CLIError(str(exc).splitlines()[0]) from None
     logger.info("featherface: %r", det)
     return det
 
@@ -312,19 +321,29 @@ def _add_detect_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--workers", metavar="W", type=int, default=0,
                    help="decode and resize images in W worker processes (default 0: in this process)")
     add_model_arguments(p)
+    p.add_argument("--backend", choices=("torch", "onnxruntime"), default=None,
+                   help="inference engine (default torch); onnxruntime runs on the CPU and needs the onnx "
+                        "extra: pip install \"featherface[onnx]\"")
 
 
 def expand_inputs(inputs: Iterable[str], *, recursive: bool = False) -> list[Path]:
     """Files given explicitly (any suffix) and the image files inside folders, in a stable order.
 
-    Raises :class:`CLIError` (exit 2) for a path that does not exist or when no image is found.
+    Raises :class:`CLIError` (exit 2) for a URL (not fetched: :func:`featherface.io.reject_url`), a path
+    that does not exist, or when no image is found.
     """
+    from featherface.io import ImageError, reject_url
+
     inputs = list(inputs)
     found: list[Path] = []
     seen: set[Path] = set()
     hint = ""
     empty: list[str] = []
     for text in inputs:
+        try:
+            reject_url(text)
+        except ImageError as exc:
+            raise CLIError(str(exc), EXIT_USAGE) from None
         path = Path(text)
         if path.is_dir():
             walker = path.rglob("*") if recursive else path.iterdir()
@@ -430,12 +449,19 @@ def _cmd_detect(args: argparse.Namespace) -> int:
 # -- models ---------------------------------------------------------------------------------------
 
 
-def model_table() -> list[dict[str, Any]]:
+def model_table(*, local: bool = False) -> list[dict[str, Any]]:
     """One record per registered model: parameters, weights status, metrics and licence.
 
     Parameter counts are computed from a freshly built network; metrics come from the registry's
     :class:`featherface.config.WeightsSpec` (measured numbers only, with their protocol).
+
+    Args:
+        local: also report this machine's state: a model without published weights whose weights
+            are installed in the local store (``featherface convert-reference``) gets ``weights``
+            ``"installed"`` and the recorded licence. Off by default so that the table (and
+            ``docs/models.md``, generated from it) is the same everywhere.
     """
+    from featherface.hub import is_installed, read_install_record
     from featherface.models import count_parameters, thop_equivalent_parameters
     from featherface.registry import build_model, get_spec, list_models
 
@@ -444,19 +470,25 @@ def model_table() -> list[dict[str, Any]]:
         spec = get_spec(name)
         net = build_model(name)
         w = spec.weights
+        installed = local and w is None and is_installed(name)
+        try:
+            installed_license = read_install_record(name).get("license") if installed else None
+        except (OSError, ValueError):
+            installed_license = None
         rows.append({
             "name": name,
             "arch": spec.config.arch,
             "description": spec.description,
             "params": count_parameters(net),
             "thop_params": thop_equivalent_parameters(net),
-            "weights": "none" if w is None else ("packaged" if w.revision is None else "hub"),
+            "weights": ("installed" if installed else "none") if w is None
+            else ("packaged" if w.revision is None else "hub"),
             "repo_id": None if w is None else w.repo_id,
             "revision": None if w is None else w.revision,
             "sha256": None if w is None else w.sha256,
             "metrics": {} if w is None else dict(w.metrics),
             "metrics_protocol": None if w is None else (w.metrics_protocol or None),
-            "license": None if w is None else w.license,
+            "license": installed_license if w is None else w.license,
         })
     return rows
 
@@ -473,14 +505,23 @@ def _add_models_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--json", action="store_true", help="print a JSON list of records instead of a table")
 
 
+def _weights_cell(row: dict[str, Any]) -> str:
+    """The ``weights`` column of the table: how to install them when they are not published."""
+    from featherface.hub import install_hint
+
+    if row["weights"] == "none" and install_hint(row["name"]) is not None:
+        return "none (featherface convert-reference PATH installs them)"
+    return str(row["weights"])
+
+
 def _cmd_models(args: argparse.Namespace) -> int:
-    rows = model_table()
+    rows = model_table(local=True)
     if args.json:
         print(json.dumps(rows, indent=2))
         return EXIT_OK
     header = ("name", "params", "thop params", "weights", "metrics", "licence")
     table = [header] + [
-        (r["name"], f"{r['params']:,}", f"{r['thop_params']:,}", r["weights"],
+        (r["name"], f"{r['params']:,}", f"{r['thop_params']:,}", _weights_cell(r),
          format_metrics(r["metrics"], r["metrics_protocol"]), r["license"] or "-")
         for r in rows
     ]
@@ -495,13 +536,22 @@ def _cmd_models(args: argparse.Namespace) -> int:
 
 def _add_download_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("names", nargs="*", metavar="NAME", help="models to fetch (see 'featherface models')")
-    p.add_argument("--all", action="store_true", help="every model with published weights")
+    p.add_argument("--all", action="store_true",
+                   help="every registered model: fetch published weights, report packaged and installed ones, "
+                        "list models without published weights as skipped (with how to get them)")
     p.add_argument("--cache-dir", metavar="DIR", default=None,
                    help="Hugging Face cache folder (default: HF_HUB_CACHE, i.e. $HF_HOME/hub)")
 
 
 def _cmd_download(args: argparse.Namespace) -> int:
-    from featherface.hub import WeightsError, _hub_errors, download_weights
+    from featherface.hub import (
+        WeightsError,
+        _hub_errors,
+        download_weights,
+        install_hint,
+        installed_weights_dir,
+        is_installed,
+    )
     from featherface.registry import get_spec, list_models
 
     if args.all and args.names:
@@ -514,21 +564,26 @@ def _cmd_download(args: argparse.Namespace) -> int:
             get_spec(name)
         except ValueError as exc:
             raise CLIError(str(exc), EXIT_USAGE) from None
-    if args.all:
-        names = [n for n in list_models() if get_spec(n).weights is not None]
-        for n in list_models():
-            if get_spec(n).weights is None:
-                print(f"{n}: skipped, no published weights yet")
-        if not names:
-            raise CLIError("no model has published weights yet; nothing to download")
-    else:
-        names = list(dict.fromkeys(args.names))
+    names = list_models() if args.all else list(dict.fromkeys(args.names))
     download_errors: tuple[type[BaseException], ...] = (WeightsError, *_hub_errors())
     failures = 0
+    fetched = 0
     for name in names:
-        if get_spec(name).weights is None:
+        published = get_spec(name).weights
+        if published is not None and published.revision is None:  # ships inside the wheel, not on the Hub
+            print(f"{name}: packaged with featherface, nothing to download (it loads offline)")
+            continue
+        if published is None and is_installed(name):
+            print(f"{name}: installed in {installed_weights_dir(name)}, nothing to download (it loads offline)")
+            continue
+        if published is None and args.all:  # --all fetches what can be fetched; the others are reported
+            hint = install_hint(name)
+            print(f"{name}: skipped, no published weights" + (f"; {hint}" if hint else ""))
+            continue
+        if published is None:
             failures += 1
-            _error(f"{name}: no published weights yet, nothing to download (use your own with --weights PATH)")
+            how = "install the authors' release with 'featherface convert-reference PATH', or " if install_hint(name) else ""
+            _error(f"{name}: no published weights yet, nothing to download ({how}use your own with --weights PATH)")
             continue
         try:
             resolved = download_weights([name], cache_dir=args.cache_dir)[name]
@@ -537,11 +592,63 @@ def _cmd_download(args: argparse.Namespace) -> int:
             _error(f"{name}: download failed: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}")
             continue
         print(f"{name}: {resolved.model_file} (sha256 {resolved.sha256})")
-    if names and failures < len(names):
+        fetched += 1
+    if fetched:
         from huggingface_hub import constants
 
         print(f"cache: {args.cache_dir or constants.HF_HUB_CACHE}")
     return EXIT_FAILURE if failures else EXIT_OK
+
+
+# -- convert-reference ----------------------------------------------------------------------------
+
+
+_CONVERT_REFERENCE_DESCRIPTION = (
+    "Convert the FeatherFace authors' V1 weights (MIT licence, not shipped with featherface) to "
+    "featherface's format. With no OUT (or with --install) the result is installed in the local store "
+    "($FEATHERFACE_CACHE/installed/v1, default ~/.cache/featherface/installed/v1), after which "
+    "featherface.load_model('v1') and 'featherface detect --model v1' work offline; with OUT a weights "
+    "folder (config.json + model.safetensors) is written there. SOURCE is the authors' state dict as "
+    "safetensors, e.g. featherface_v1_reference.safetensors, or weights/mobilenet0.25_Final.pth of "
+    "https://github.com/fokouarnaud/FeatherFace once converted to safetensors (docs/cli.md shows how)."
+)
+
+
+def _add_convert_reference_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("source", metavar="SOURCE", help="the authors' V1 weights as .safetensors (original key names)")
+    p.add_argument("out", metavar="OUT", nargs="?", default=None,
+                   help="write a weights folder here instead of installing (add --install to do both)")
+    p.add_argument("--install", action="store_true",
+                   help="install in the local store (the default when OUT is not given)")
+
+
+def _cmd_convert_reference(args: argparse.Namespace) -> int:
+    from safetensors import SafetensorError
+
+    from featherface.convert import ConversionError, install_reference_v1, load_reference_v1
+    from featherface.hub import MODEL_FILENAME, save_weights_folder, sha256_file
+
+    source = Path(args.source)
+    if not source.is_file():
+        raise CLIError(f"no such file: {source}", EXIT_USAGE)
+    try:
+        model = load_reference_v1(source)
+    except SafetensorError as exc:
+        raise CLIError(f"{source}: not a valid safetensors file ({exc})") from None
+    except ConversionError as exc:  # one line: the first problems and how many more
+        head, *problems = [line.strip() for line in str(exc).splitlines()]
+        if not problems:
+            raise CLIError(head) from None
+        more = f" (and {len(problems) - 2} more)" if len(problems) > 2 else ""
+        raise CLIError(f"{source}: not the authors' V1 weights: {'; '.join(problems[:2])}{more}") from None
+    if args.out is not None:
+        sha = save_weights_folder(model, model.config, args.out)  # type: ignore[arg-type]
+        print(f"wrote {args.out} (model.safetensors sha256 {sha})")
+    if args.out is None or args.install:
+        folder = install_reference_v1(source, model)
+        print(f"installed v1 weights in {folder} (model.safetensors sha256 {sha256_file(folder / MODEL_FILENAME)})")
+        print("load them with featherface.load_model(\"v1\") or 'featherface detect IMAGE --model v1' (offline)")
+    return EXIT_OK
 
 
 # -- entry point ----------------------------------------------------------------------------------
@@ -556,6 +663,8 @@ for _command in (
                _add_download_arguments, _cmd_download,
                "Fetch the pinned, hashed weights of models into the Hugging Face Hub cache so that "
                "later runs work offline (HF_HUB_OFFLINE=1)."),
+    Subcommand("convert-reference", "install the authors' V1 weights (or convert them to a weights folder)",
+               _add_convert_reference_arguments, _cmd_convert_reference, _CONVERT_REFERENCE_DESCRIPTION),
 ):
     register_subcommand(_command)
 del _command

@@ -4,6 +4,9 @@ The mapping is explicit and strict: every source key must match exactly one rule
 must be produced exactly once, and shapes must agree. Anything else raises :class:`ConversionError`
 listing every problem at once. ``module.`` prefixes (DataParallel) and the ``total_ops`` /
 ``total_params`` buffers that ``thop`` injects into checkpoints are removed here, in one place.
+
+:func:`install_reference_v1` converts the authors' file and installs it in featherface's local store
+(what ``featherface convert-reference PATH`` does), after which ``load_model("v1")`` works offline.
 """
 
 from __future__ import annotations
@@ -15,7 +18,16 @@ from pathlib import Path
 import torch
 from torch import nn
 
-__all__ = ["ConversionError", "convert_reference_v1_state_dict", "load_reference_v1"]
+__all__ = [
+    "REFERENCE_V1_LICENSE",
+    "ConversionError",
+    "convert_reference_v1_state_dict",
+    "install_reference_v1",
+    "load_reference_v1",
+]
+
+REFERENCE_V1_LICENSE = "MIT (FeatherFace authors' release, https://github.com/fokouarnaud/FeatherFace)"
+"""Licence of the authors' V1 weights, recorded in the ``SOURCE.json`` of an installed copy."""
 
 
 class ConversionError(ValueError):
@@ -171,7 +183,29 @@ def load_reference_v1(path: str | Path) -> nn.Module:
 
     path = Path(path)
     if path.suffix != ".safetensors":
-        raise ConversionError(f"{path}: only .safetensors files are loaded")
+        raise ConversionError(
+            f"{path}: only .safetensors files are loaded (pickled checkpoints are not); convert a .pth "
+            "to safetensors first (see 'featherface convert-reference --help')"
+        )
     model = build_model("v1")
     model.load_state_dict(convert_reference_v1_state_dict(load_file(str(path)), model), strict=True)
     return model.eval()
+
+
+def install_reference_v1(path: str | Path, model: nn.Module | None = None) -> Path:
+    """Convert the authors' V1 ``.safetensors`` file and install it in the local weights store.
+
+    Args:
+        path: the authors' weights (e.g. ``featherface_v1_reference.safetensors``).
+        model: the network already converted from ``path`` by :func:`load_reference_v1` (skips
+            converting again).
+
+    Returns:
+        The installed folder (:func:`featherface.hub.installed_weights_dir`), from which
+        ``featherface.load_model("v1")`` then loads, offline.
+    """
+    from featherface.hub import install_weights
+
+    if model is None:
+        model = load_reference_v1(path)
+    return install_weights(model, model.config, path, license=REFERENCE_V1_LICENSE)  # type: ignore[arg-type]

@@ -1,4 +1,5 @@
-"""Weights resolution: explicit path -> Hugging Face Hub (pinned, cached, offline-aware) -> packaged copy.
+"""Weights resolution: explicit path -> Hugging Face Hub (pinned, cached, offline-aware) -> packaged copy,
+or the local store for models whose weights are not published (``v1``).
 
 Published weights are a folder with ``config.json`` (a :class:`featherface.config.ModelConfig`) and
 ``model.safetensors``. For a registered model:
@@ -11,6 +12,12 @@ Published weights are a folder with ``config.json`` (a :class:`featherface.confi
    ``local_files_only`` are honoured).
 3. If the Hub cannot be reached (no network, offline mode without a cached copy), the copy packaged
    inside the wheel (``featherface/weights/<name>/``) is used and a warning is logged.
+4. A registered model without published weights (``v1``: the authors' release, which featherface may
+   not ship) is loaded from the **local store**, ``<featherface cache>/installed/<name>/``
+   (:func:`installed_weights_dir`), where ``featherface convert-reference PATH`` installs it
+   (:func:`install_weights`). No network is involved. Its ``SOURCE.json`` records the source file, its
+   sha256, the licence and the sha256 of ``model.safetensors``, which is verified on every load. Not
+   installed: :class:`WeightsNotInstalledError`, whose message says where to get the weights.
 
 The sha256 of ``model.safetensors`` is verified on the Hub and packaged paths; a mismatch raises
 :class:`WeightsIntegrityError` and never falls back. ``config.json`` must equal the registered config.
@@ -23,6 +30,8 @@ import hashlib
 import json
 import logging
 import os
+import shutil
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -34,9 +43,21 @@ from featherface.config import ModelConfig, ModelSpec
 
 logger = logging.getLogger(__name__)
 
-WeightsSource = Literal["explicit", "hub", "packaged", "random"]
+WeightsSource = Literal["explicit", "hub", "packaged", "installed", "random"]
 MODEL_FILENAME = "model.safetensors"
 CONFIG_FILENAME = "config.json"
+SOURCE_FILENAME = "SOURCE.json"
+"""Provenance record of an installed weights folder (source file, sha256s, licence)."""
+
+INSTALL_HINTS: dict[str, str] = {
+    "v1": (
+        "the v1 weights are the FeatherFace authors' release (MIT licence) and are not shipped with "
+        "featherface; get them from https://github.com/fokouarnaud/FeatherFace (weights/mobilenet0.25_Final.pth, "
+        "converted to safetensors) or as the file featherface_v1_reference.safetensors, then run "
+        "'featherface convert-reference PATH' once to install them, after which load_model(\"v1\") works offline"
+    ),
+}
+"""Models whose weights are not published but can be installed locally: name -> how to get them."""
 
 
 class WeightsError(RuntimeError):
@@ -49,6 +70,10 @@ class WeightsIntegrityError(WeightsError):
 
 class ConfigMismatchError(WeightsError):
     """A ``config.json`` next to the weights does not describe the registered architecture."""
+
+
+class WeightsNotInstalledError(WeightsError):
+    """A model without published weights (e.g. ``v1``) has not been installed in the local store."""
 
 
 @dataclass(frozen=True)
@@ -75,6 +100,44 @@ def packaged_weights_dir() -> Path:
     return Path(__file__).resolve().parent / "weights"
 
 
+def featherface_cache_dir() -> Path:
+    """featherface's own cache root: ``$FEATHERFACE_CACHE``, else ``$XDG_CACHE_HOME/featherface``, else
+    ``~/.cache/featherface`` (the root of the ONNX cache of :mod:`featherface.backends` too).
+
+    Hub downloads do not go here: they stay in the Hugging Face cache (``HF_HOME``/``HF_HUB_CACHE``).
+    """
+    root = os.environ.get("FEATHERFACE_CACHE")
+    if root:
+        return Path(root).expanduser()
+    xdg = os.environ.get("XDG_CACHE_HOME")
+    return (Path(xdg).expanduser() if xdg else Path.home() / ".cache") / "featherface"
+
+
+def installed_weights_dir(name: str) -> Path:
+    """Folder of the locally installed weights of model ``name``: ``<cache>/installed/<name>``."""
+    return featherface_cache_dir() / "installed" / name
+
+
+def is_installed(name: str) -> bool:
+    """Whether weights for ``name`` are in the local store (complete folder; not verified here)."""
+    folder = installed_weights_dir(name)
+    return all((folder / f).is_file() for f in (MODEL_FILENAME, CONFIG_FILENAME, SOURCE_FILENAME))
+
+
+def read_install_record(name: str) -> dict[str, Any]:
+    """The ``SOURCE.json`` of the installed weights of ``name`` (``OSError`` if not installed,
+    ``ValueError`` if it is not a JSON object)."""
+    record = json.loads((installed_weights_dir(name) / SOURCE_FILENAME).read_text(encoding="utf-8"))
+    if not isinstance(record, dict):
+        raise ValueError(f"{SOURCE_FILENAME} is not a JSON object")
+    return record
+
+
+def install_hint(name: str) -> str | None:
+    """How to get and install the weights of ``name`` when they are not published, else None."""
+    return INSTALL_HINTS.get(name)
+
+
 def _read_config(path: Path) -> ModelConfig:
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
@@ -98,12 +161,12 @@ def _check_config(found: ModelConfig, expected: ModelConfig | None, where: Path)
     return found
 
 
-def _verify(path: Path, expected_sha256: str | None) -> str:
+def _verify(path: Path, expected_sha256: str | None, remedy: str = "delete it to download it again") -> str:
     digest = sha256_file(path)
     if expected_sha256 is not None and digest != expected_sha256.lower():
         raise WeightsIntegrityError(
             f"{path}: sha256 {digest} does not match the registered {expected_sha256}; "
-            "the file is corrupt or has been modified (delete it to download it again)"
+            f"the file is corrupt or has been modified ({remedy})"
         )
     return digest
 
@@ -191,6 +254,70 @@ def _resolve_packaged(spec: ModelSpec) -> ResolvedWeights:
     return ResolvedWeights(model_file, config, "packaged", _verify(model_file, w.sha256))
 
 
+def _resolve_installed(spec: ModelSpec) -> ResolvedWeights | None:
+    """The weights of ``spec`` in the local store, verified; None if they are not installed."""
+    folder = installed_weights_dir(spec.name)
+    if not folder.exists():
+        return None
+    reinstall = f"run 'featherface convert-reference PATH' again to reinstall {spec.name!r}"
+    model_file, cfg_file, src_file = folder / MODEL_FILENAME, folder / CONFIG_FILENAME, folder / SOURCE_FILENAME
+    missing = [f.name for f in (model_file, cfg_file, src_file) if not f.is_file()]
+    if missing:
+        raise WeightsError(f"{folder}: installed weights are incomplete (missing {', '.join(missing)}); {reinstall}")
+    try:
+        expected = read_install_record(spec.name)["model_sha256"]
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise WeightsError(f"{src_file}: unreadable installation record ({exc!r}); {reinstall}") from exc
+    config = _check_config(_read_config(cfg_file), spec.config, cfg_file)
+    return ResolvedWeights(model_file, config, "installed", _verify(model_file, str(expected), reinstall))
+
+
+def install_weights(
+    model: nn.Module, config: ModelConfig, source_file: str | os.PathLike, *, license: str
+) -> Path:
+    """Install ``model`` as the weights of ``config.name`` in the local store; returns the folder.
+
+    Writes ``config.json``, ``model.safetensors`` and ``SOURCE.json`` (source file name and sha256,
+    licence, sha256 of ``model.safetensors``) into a temporary folder next to the store entry, then
+    renames it into place, replacing any previous installation: an interrupted install leaves either
+    the old installation or the new one, never a partial folder.
+    """
+    from featherface._version import __version__
+
+    source = Path(source_file)
+    target = installed_weights_dir(config.name)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{config.name}-tmp-", dir=target.parent))
+    try:
+        model_sha = save_weights_folder(model, config, tmp)
+        record = {
+            "model": config.name,
+            "source_file": source.name,
+            "source_sha256": sha256_file(source),
+            "license": license,
+            "model_sha256": model_sha,
+            "converted_by": f"featherface {__version__}",
+        }
+        (tmp / SOURCE_FILENAME).write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    # a directory cannot be renamed over a non-empty one: move the old installation aside first
+    old = Path(tempfile.mkdtemp(prefix=f".{config.name}-old-", dir=target.parent))
+    if target.exists():
+        os.replace(target, old / config.name)
+    try:
+        os.replace(tmp, target)
+    except BaseException:
+        if (old / config.name).exists() and not target.exists():
+            os.replace(old / config.name, target)  # put the previous installation back
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    finally:
+        shutil.rmtree(old, ignore_errors=True)
+    return target
+
+
 def resolve_weights(
     spec: ModelSpec | None,
     *,
@@ -206,6 +333,15 @@ def resolve_weights(
     if spec is None:
         raise WeightsError("no model name and no weights path given")
     if spec.weights is None:
+        installed = _resolve_installed(spec)
+        if installed is not None:
+            return installed
+        hint = install_hint(spec.name)
+        if hint is not None:
+            raise WeightsNotInstalledError(
+                f"model {spec.name!r} has no published weights: {hint} (installed into "
+                f"{installed_weights_dir(spec.name)}); or pass weights=PATH to load your own"
+            )
         raise WeightsError(
             f"model {spec.name!r} has no published weights yet; pass weights=PATH to load your own "
             "or pretrained=False for a randomly initialised network"

@@ -5,10 +5,30 @@ Accepted inputs (see :func:`load_image`):
 * ``str`` / ``pathlib.Path``: an image file (JPEG, PNG, BMP, WebP, TIFF...); EXIF orientation applied.
 * ``bytes`` / ``bytearray`` / ``memoryview``: an encoded image file; EXIF orientation applied.
 * ``numpy.ndarray``: ``H x W x 3`` (colour order given by ``color``), ``H x W x 4`` (alpha dropped),
-  ``H x W`` or ``H x W x 1`` (grayscale); ``uint8`` in 0..255 or float in ``[0, 1]``.
-* ``PIL.Image.Image`` (when Pillow is installed; it is not a dependency): always RGB(A)/L by mode.
+  ``H x W`` or ``H x W x 1`` (grayscale); ``uint8`` in 0..255, ``uint16`` in 0..65535 or float in
+  ``[0, 1]``.
+* ``PIL.Image.Image`` (when Pillow is installed; it is not a dependency): every mode, see below.
 * ``torch.Tensor``: ``3 x H x W`` (or ``1 x 3 x H x W``), ``uint8`` or float in ``[0, 1]``, RGB unless
   ``color="bgr"``.
+
+URLs (``"https://..."``) are not fetched: :func:`load_image` refuses them with :class:`ImageError`
+(download the image and pass its bytes or the saved file's path).
+
+Intensity conventions, the same for every kind of input:
+
+* 8-bit data is used as is.
+* **16-bit data** (16-bit PNG or TIFF files, by path or bytes; ``uint16`` arrays; PIL modes ``I;16``,
+  ``I;16L``, ``I;16B``, ``I;16N`` and ``I``) keeps its high byte: ``v >> 8`` (``v // 256``), the
+  reduction that both Pillow (for 48-bit RGB files) and OpenCV (for 16-bit PNG files) apply. One
+  file therefore gives the same pixels by path, by bytes, as ``np.asarray(PIL.Image.open(f))`` and
+  as a PIL image. PIL mode ``I`` (32-bit integers) is read as 16-bit data, as Pillow gives it for
+  16-bit files; values outside 0..65535 are refused (:class:`ImageError` naming the mode).
+* **Float data** (float arrays and tensors, PIL mode ``F``) must lie in ``[0, 1]`` and is scaled by
+  255; other values are refused with an :class:`ImageError`.
+* Every other PIL mode (``1``, ``LA``, ``P``, ``PA``, ``CMYK``, ``YCbCr``, ...) is converted with
+  Pillow's own ``image.convert("RGB")``; ``RGB``, ``RGBA`` (alpha dropped, as ``convert("RGB")``
+  does) and ``L`` are read directly. A mode Pillow cannot convert to RGB is refused with an
+  :class:`ImageError` naming it.
 
 The caller's data is never modified: every path returns a new array or a read-only view.
 """
@@ -16,6 +36,7 @@ The caller's data is never modified: every path returns a new array or a read-on
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 from typing import Any, Literal, Union
 
@@ -32,6 +53,26 @@ class ImageError(ValueError):
     """An input could not be turned into an image; the message names the problem."""
 
 
+_URL = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]+://")
+
+
+def is_url(text: str) -> bool:
+    """Whether ``text`` looks like a URL (``scheme://...``) rather than a file path."""
+    return bool(_URL.match(text))
+
+
+def reject_url(text: str) -> None:
+    """Raise :class:`ImageError` if ``text`` is a URL: featherface reads local data only.
+
+    Used by :func:`load_image` and by ``featherface detect``, so both say the same thing.
+    """
+    if is_url(text):
+        raise ImageError(
+            f"{text} is a URL; featherface does not download images. Download it yourself and pass the "
+            "bytes (e.g. urllib.request.urlopen(url).read()) or the path of the saved file"
+        )
+
+
 def _cv2() -> Any:
     import cv2  # imported lazily: ``import featherface`` stays cheap
 
@@ -39,19 +80,36 @@ def _cv2() -> Any:
 
 
 def _decode(data: bytes | bytearray | memoryview, what: str) -> np.ndarray:
+    """Decode an encoded image to ``H x W x 3`` uint8 BGR (EXIF orientation applied).
+
+    16-bit files are decoded at full depth and reduced by :func:`_from_array` (``v >> 8``), the one
+    16-bit convention of this module: OpenCV's own reduction differs between formats (it rounds
+    ``v / 257`` for 16-bit RGB TIFF files, keeps the high byte for PNG).
+    """
     cv2 = _cv2()
     buf = np.frombuffer(data, dtype=np.uint8)
     if buf.size == 0:
         raise ImageError(f"{what}: empty data")
-    # IMREAD_COLOR applies the EXIF orientation tag (cv2.IMREAD_IGNORE_ORIENTATION is not set)
-    img = cv2.imdecode(buf, cv2.IMREAD_COLOR)
+    # IMREAD_COLOR applies the EXIF orientation tag (cv2.IMREAD_IGNORE_ORIENTATION is not set);
+    # IMREAD_ANYDEPTH keeps 16-bit samples instead of letting the codec reduce them.
+    img = cv2.imdecode(buf, cv2.IMREAD_COLOR | cv2.IMREAD_ANYDEPTH)
+    if img is not None and img.dtype == np.uint16:
+        return _from_array(img, "bgr", what)
+    if img is None or img.dtype != np.uint8:  # e.g. float formats: the codec's own 8-bit rendering
+        img = cv2.imdecode(buf, cv2.IMREAD_COLOR)
     if img is None:
         raise ImageError(f"{what}: not a decodable image (unknown format or corrupt data)")
     return img
 
 
 def read_image_file(path: str | os.PathLike) -> np.ndarray:
-    """Read an image file as ``H x W x 3`` uint8 BGR with EXIF orientation applied."""
+    """Read an image file as ``H x W x 3`` uint8 BGR with EXIF orientation applied.
+
+    16-bit files are reduced with ``v >> 8`` (see the module docstring). A URL string is refused
+    with :class:`ImageError` (:func:`reject_url`).
+    """
+    if isinstance(path, str):
+        reject_url(path)
     p = Path(path)
     if not p.exists():
         raise FileNotFoundError(f"image file not found: {p}")
@@ -87,13 +145,16 @@ def _from_array(arr: np.ndarray, color: ColorOrder, what: str) -> np.ndarray:
         raise ImageError(f"{what}: expected 1, 3 or 4 channels in the last axis, got shape {arr.shape}")
     if arr.dtype == np.uint8:
         out = arr
+    elif arr.dtype.kind == "u" and arr.dtype.itemsize == 2:  # uint16, any byte order: keep the high byte
+        out = (arr >> 8).astype(np.uint8)
     elif arr.dtype in (np.float16, np.float32, np.float64):
         out = _from_float(arr, what)
     elif arr.dtype == np.bool_ or not np.issubdtype(arr.dtype, np.number):
-        raise ImageError(f"{what}: unsupported dtype {arr.dtype} (use uint8 or float in [0, 1])")
+        raise ImageError(f"{what}: unsupported dtype {arr.dtype} (use uint8, uint16 or float in [0, 1])")
     else:
         raise ImageError(
-            f"{what}: unsupported dtype {arr.dtype}; convert to uint8 (0..255) or float in [0, 1]"
+            f"{what}: unsupported dtype {arr.dtype}; convert to uint8 (0..255), uint16 (0..65535) or "
+            "float in [0, 1]"
         )
     c = out.shape[2]
     if c == 1:
@@ -121,6 +182,38 @@ def _from_tensor(t: Any, color: ColorOrder, what: str) -> np.ndarray:
     return _from_array(arr, color, what)
 
 
+_PIL_DIRECT_MODES = ("RGB", "RGBA", "L")
+"""PIL modes whose pixels are read as they are (RGBA: alpha dropped, as ``convert("RGB")`` does)."""
+
+
+def _from_pil(pil: Any) -> np.ndarray:
+    """A PIL image as BGR, following the conventions of the module docstring for every mode."""
+    mode = str(pil.mode)
+    what = f"PIL image (mode {mode!r})"
+    if mode in _PIL_DIRECT_MODES:
+        return _from_array(np.asarray(pil), "rgb", what)
+    if mode.startswith("I;16"):  # I;16, I;16L, I;16B, I;16N: 16-bit greyscale
+        return _from_array(np.asarray(pil).astype(np.uint16), "rgb", what)
+    if mode == "I":  # 32-bit integers: how Pillow represents 16-bit files in some versions/formats
+        arr = np.asarray(pil)
+        lo, hi = (int(arr.min()), int(arr.max())) if arr.size else (0, 0)
+        if lo < 0 or hi > 0xFFFF:
+            raise ImageError(
+                f"{what}: values in [{lo}, {hi}]; mode 'I' is read as 16-bit data (0..65535). Scale it "
+                "to 0..65535, or convert it to 'L' or 'RGB' yourself"
+            )
+        return _from_array(arr.astype(np.uint16), "rgb", what)
+    if mode == "F":  # float: the float-array convention, values in [0, 1]
+        return _from_array(np.asarray(pil), "rgb", what)
+    try:
+        rgb = pil.convert("RGB")
+    except (ValueError, OSError) as exc:
+        raise ImageError(
+            f"{what}: Pillow cannot convert this mode to RGB ({exc}); convert the image to 'RGB' yourself"
+        ) from None
+    return _from_array(np.asarray(rgb), "rgb", what)
+
+
 def load_image(image: ImageInput, *, color: ColorOrder = "rgb") -> np.ndarray:
     """Turn any accepted input into an ``H x W x 3`` BGR array (uint8, or float32 in 0..255).
 
@@ -131,7 +224,8 @@ def load_image(image: ImageInput, *, color: ColorOrder = "rgb") -> np.ndarray:
 
     Raises:
         FileNotFoundError: a path that does not exist.
-        ImageError: (a ``ValueError``) anything that is not a usable image, with the reason.
+        ImageError: (a ``ValueError``) anything that is not a usable image, with the reason; also a
+            URL string (not fetched: pass the downloaded bytes or file instead).
         TypeError: an unsupported input type.
     """
     if color not in ("rgb", "bgr"):
@@ -146,10 +240,7 @@ def load_image(image: ImageInput, *, color: ColorOrder = "rgb") -> np.ndarray:
     if mod.startswith("torch"):
         return _from_tensor(image, color, "image tensor")
     if mod.startswith("PIL."):
-        pil = image
-        if pil.mode not in ("RGB", "RGBA", "L"):
-            pil = pil.convert("RGB")
-        return _from_array(np.asarray(pil), "rgb", "PIL image")
+        return _from_pil(image)
     raise TypeError(
         f"unsupported image type {type(image).__name__}; pass a path, bytes, numpy array, "
         "PIL image or torch tensor"

@@ -1,8 +1,9 @@
 """Command-line entry points of the training stack, registered into ``featherface``'s parser.
 
-``featherface train CONFIG``, ``featherface evaluate``, ``featherface pseudo-label``,
-``featherface convert-reference`` and ``featherface export-checkpoint``. They need the ``train``
-extra; the main CLI imports this module only when one of these commands is used.
+``featherface train CONFIG``, ``featherface evaluate``, ``featherface pseudo-label`` and
+``featherface export-checkpoint``. They need the ``train`` extra; the main CLI imports this module
+only when one of these commands is used. (``featherface convert-reference`` is a core command of
+:mod:`featherface.cli`: it needs only torch and safetensors.)
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from pathlib import Path
 
 logger = logging.getLogger(__name__)
 
-COMMANDS = ("train", "evaluate", "pseudo-label", "convert-reference", "export-checkpoint")
+COMMANDS = ("train", "evaluate", "pseudo-label", "export-checkpoint")
 
 
 def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -55,11 +56,6 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p.add_argument("--score-threshold", type=float, default=0.6)
     p.add_argument("--device", default="cpu")
     p.set_defaults(func=cmd_pseudo_label)
-
-    p = sub.add_parser("convert-reference", help="authors' V1 safetensors -> a featherface weights folder")
-    p.add_argument("source")
-    p.add_argument("out")
-    p.set_defaults(func=cmd_convert_reference)
 
     p = sub.add_parser("export-checkpoint", help="training checkpoint -> Hub-ready weights folder")
     p.add_argument("checkpoint")
@@ -136,16 +132,6 @@ def cmd_pseudo_label(args: argparse.Namespace) -> int:
     else:
         raise ValueError("pass --widerface-labels FILE or --unlabelled")
     print(json.dumps(stats))
-    return 0
-
-
-def cmd_convert_reference(args: argparse.Namespace) -> int:
-    from featherface.convert import load_reference_v1
-    from featherface.hub import save_weights_folder
-
-    model = load_reference_v1(args.source)
-    sha = save_weights_folder(model, model.config, args.out)  # type: ignore[arg-type]
-    print(f"wrote {args.out} (model.safetensors sha256 {sha})")
     return 0
 
 
