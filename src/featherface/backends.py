@@ -96,9 +96,14 @@ class TorchRunner:
 
 
 def make_session(model: str | os.PathLike | bytes, *, num_threads: int | None = None,
-                 providers: list[str] | None = None) -> Any:
+                 providers: list[str] | None = None, spinning: bool = True) -> Any:
     """An ONNX Runtime ``InferenceSession`` with featherface's settings (all graph optimisations,
-    ``num_threads`` intra-op threads, workers that stop spinning when a run returns)."""
+    ``num_threads`` intra-op threads, workers that stop spinning when a run returns).
+
+    ``spinning=False`` also stops them spin-waiting *during* a run: slower alone, much faster when
+    other processes share the cores (training next to evaluations: a descheduled peer thread makes a
+    spinning one burn its time slice).
+    """
     ort = import_onnxruntime()
     so = ort.SessionOptions()
     so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
@@ -107,6 +112,8 @@ def make_session(model: str | os.PathLike | bytes, *, num_threads: int | None = 
     # Worker threads stop spin-waiting as soon as a run returns, instead of competing for the cores
     # with the pre- and postprocessing that follow (measured: same p50, lower p90; docs/benchmarks.md).
     so.add_session_config_entry("session.force_spinning_stop", "1")
+    if not spinning:
+        so.add_session_config_entry("session.intra_op.allow_spinning", "0")
     source = model if isinstance(model, bytes) else str(model)
     return ort.InferenceSession(source, so, providers=providers or ["CPUExecutionProvider"])
 

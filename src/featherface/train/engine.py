@@ -602,6 +602,8 @@ class Trainer:
                         rec.update(step=self.step, epoch=self.step / self.steps_per_epoch,
                                    lr=self.scheduler.get_last_lr()[0], images_per_s=seen / max(dt, 1e-9))
                         self._log(rec)
+                        logger.info("step %d/%d  loss %.4f  lr %.3g  %.1f images/s", self.step, self.total_steps,
+                                    rec.get("total", rec.get("loss", float("nan"))), rec["lr"], rec["images_per_s"])
                     window, seen, t0 = [], 0, time.perf_counter()
                 if main and cfg.save_every_steps and self.step % cfg.save_every_steps == 0:
                     self.save_checkpoint(self.out_dir / f"step{self.step:07d}.pt")

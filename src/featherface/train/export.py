@@ -43,6 +43,9 @@ class ModelCard:
     notes: str = ""
     license: str = "mit"
     commands: tuple[str, ...] = ()
+    provenance: tuple[Mapping[str, str], ...] = ()
+    """Where each part of the network started: rows ``{"part", "source", "licence", "sha256"}``
+    (e.g. the backbone from the converted reference V1 file, the neck and heads from a fresh init)."""
 
     def render(self, config: ModelConfig, num_params: int, thop_params: int, sha256: str) -> str:
         lines = [
@@ -73,6 +76,14 @@ class ModelCard:
             "",
             "## Training",
             "",
+        ]
+        if self.provenance:
+            lines += ["Initial weights (where each part started):", "", "| part | started from | licence | sha256 |",
+                      "|---|---|---|---|"]
+            lines += [f"| {r['part']} | {r['source']} | {r.get('licence', '-')} | {r.get('sha256', '-')} |"
+                      for r in self.provenance]
+            lines.append("")
+        lines += [
             f"- data: {self.training_data}",
             f"- recipe: {self.recipe}",
             f"- hardware: {self.hardware}",

@@ -39,7 +39,8 @@ class OnnxRuntimeTeacher:
     def __init__(self, teacher: nn.Module, *, num_threads: int | None = None, opset: int | None = None) -> None:
         data = export_network_onnx(teacher, None, opset=opset or backend_opset(), with_features=True)
         assert isinstance(data, bytes)
-        self.session = make_session(data, num_threads=num_threads)
+        # no spin-waiting: training shares the cores with its data-loader worker (and often more)
+        self.session = make_session(data, num_threads=num_threads, spinning=False)
         self.names = [*FEATURE_OUTPUTS, *RAW_OUTPUTS]
 
     def __call__(self, images: torch.Tensor) -> tuple[Levels, HeadOutputs]:
