@@ -14,7 +14,6 @@ resulting images/s. ``--set key=value`` overrides config fields (YAML syntax), e
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import statistics
 import sys
@@ -49,7 +48,7 @@ def main(argv: list[str] | None = None) -> int:
     cfg = TrainConfig.from_file(args.config)
     over = _parse_overrides(args.set)
     over.setdefault("out_dir", str(Path("/tmp") / "featherface_step_cost"))
-    cfg = dataclasses.replace(cfg, **over)  # type: ignore[arg-type]
+    cfg = TrainConfig.from_dict({**cfg.to_dict(), **over})  # nested overrides (distill: {...}) are parsed too
     tr = Trainer(cfg)
     parts: dict[str, list[float]] = {k: [] for k in ("data", "match", "backbone+teacher", "student_forward", "loss",
                                                       "backward", "optimizer", "total")}

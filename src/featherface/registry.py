@@ -40,18 +40,18 @@ _REGISTRY: dict[str, ModelSpec] = {
         config=_V2_ULTRA,
         description="FeatherFace V2 Ultra: width-20 neck, shared attention, distilled from v1; ~244.5 K params",
         weights=WeightsSpec(
-            # Trained by this project on a reduced CPU schedule (configs/cpu/v2_ultra_cpu_reduced.yaml, then
-            # configs/cpu/v2_ultra_cpu_stage2.yaml). Not uploaded to the Hub yet (revision None): the
-            # packaged copy is used. repo_id is where the Hub-ready folder (src/featherface/weights/v2_ultra)
-            # is to be published.
+            # Trained by this project on a 2-core CPU from the reference V1's frozen backbone
+            # (configs/cpu/v2_ultra_s1_frozen.yaml; provenance of every part in the model card and
+            # docs/models.md). Not uploaded to the Hub yet (revision None): the packaged copy is used.
+            # repo_id is where the Hub-ready folder (src/featherface/weights/v2_ultra) is to be published.
             repo_id="featherface/featherface-v2-ultra",
             revision=None,
             filename="model.safetensors",
-            sha256="dd01372a9ffffbfdcc02d724a38897f83ee8cba0dfdfa812ab1410cb6853583b",
+            sha256="1aa96a68e88bf82524c88fe183b5272c36fb3ca27ec2645af7e29086b782bd22",
             num_params=244_523,
-            license="MIT (weights trained on WIDER FACE: non-commercial research data)",
+            license="MIT (weights trained on WIDER FACE: non-commercial research data; backbone from the MIT-licensed FeatherFace V1 release)",
             packaged="v2_ultra",
-            metrics={"easy": 0.4779466366591816, "medium": 0.3605313177027138, "hard": 0.18811451377803476},
+            metrics={"easy": 0.7383853165643147, "medium": 0.6452028573631748, "hard": 0.41917449953741326},
             metrics_protocol="AP on the full WIDER FACE val set (3,226 images), original size, official protocol",
         ),
     ),
