@@ -70,14 +70,22 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--repeats", type=int, default=30)
     ap.add_argument("--only", nargs="*", help="run only the variants whose label starts with one of these")
     ap.add_argument("--out", required=True, help="JSON file; existing entries are kept (resumable)")
+    ap.add_argument("--latency-only", action="store_true",
+                    help="only re-time the variants already in --out (e.g. on a quiet machine)")
     args = ap.parse_args(argv)
     base_cfg = TrainConfig.from_file(args.config)
     base = base_cfg.model_config().techniques.to_dict()  # type: ignore[union-attr]
     out = Path(args.out)
     results = json.loads(out.read_text()) if out.exists() else []
     done = {r["variant"] for r in results}
+    if args.latency_only:
+        for r in results:
+            cfg = dataclasses.replace(base_cfg, techniques=r["techniques"])
+            r["ort_ms_640x480"] = round(ort_latency_ms(cfg.model_config(), args.threads, args.repeats), 2)
+            r["threads"] = args.threads
+        out.write_text(json.dumps(results, indent=1) + "\n")
     for label, techs in variants(base):
-        if label in done or (args.only and not any(label.startswith(o) for o in args.only)):
+        if args.latency_only or label in done or (args.only and not any(label.startswith(o) for o in args.only)):
             continue
         cfg = dataclasses.replace(base_cfg, techniques=techs,
                                   out_dir=str(Path(base_cfg.out_dir) / label.replace(" ", "_")))

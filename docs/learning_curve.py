@@ -41,14 +41,14 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     run = Path(args.run)
     config = json.loads((run / "train_config.json").read_text())
     batch = int(config["batch_size"])
-    done = {(r["stage"], r["step"]) for r in _records()}
+    done = {(r["stage"], r["step"], r["ema"]) for r in _records()}
     ckpts = sorted(run.glob("epoch*.pt"))
-    chosen = [c for c in ckpts if int(c.stem[5:]) % args.every == 0]
+    chosen = [] if args.last_only else [c for c in ckpts if int(c.stem[5:]) % args.every == 0]
     if (run / "last.pt").exists():
         chosen.append(run / "last.pt")
     for ckpt in chosen:
         step = int(torch.load(ckpt, map_location="cpu", weights_only=True)["step"])
-        if (args.stage, step) in done:
+        if (args.stage, step, not args.no_ema) in done:
             continue
         model, mcfg, _ = load_checkpoint_model(ckpt, use_ema=not args.no_ema)
         res = evaluate_detector_on_widerface(model, mcfg, args.widerface, subset=args.subset, progress=False)
@@ -59,7 +59,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         CURVE.parent.mkdir(parents=True, exist_ok=True)
         with CURVE.open("a") as f:
             f.write(json.dumps(rec) + "\n")
-        done.add((args.stage, step))
+        done.add((args.stage, step, not args.no_ema))
     return 0
 
 
@@ -83,9 +83,12 @@ def cmd_plot(args: argparse.Namespace) -> int:
     fig, ax = plt.subplots(figsize=(7, 4), dpi=110)
     for key, color in (("easy", "tab:green"), ("medium", "tab:orange"), ("hard", "tab:red")):
         for st in stages:
-            rs = sorted((r for r in recs if r["stage"] == st), key=lambda r: r["step"])
+            rs = sorted((r for r in recs if r["stage"] == st and not r["ema"]), key=lambda r: r["step"])
             ax.plot([x_of[(st, r["step"])] / 1000 for r in rs], [100 * r[key] for r in rs], "o-", color=color,
-                    label=key if st == stages[0] else None)
+                    label=f"{key} (raw weights)" if st == stages[0] else None)
+            es = [r for r in recs if r["stage"] == st and r["ema"]]
+            ax.plot([x_of[(st, r["step"])] / 1000 for r in es], [100 * r[key] for r in es], "*", ms=12, color=color,
+                    label=f"{key} (EMA, shipped)" if st == stages[0] and es else None)
     for y, key in ((args.teacher_easy, "easy"), (args.teacher_medium, "medium"), (args.teacher_hard, "hard")):
         if y:
             ax.axhline(y, ls=":", color={"easy": "tab:green", "medium": "tab:orange", "hard": "tab:red"}[key], lw=1)
@@ -110,7 +113,8 @@ def main(argv: list[str] | None = None) -> int:
     e.add_argument("--every", type=int, default=5, help="evaluate epochNNNN.pt checkpoints whose epoch is a multiple")
     e.add_argument("--subset", type=int, default=500)
     e.add_argument("--threads", type=int, default=1)
-    e.add_argument("--no-ema", action="store_true")
+    e.add_argument("--no-ema", action="store_true", help="the raw weights instead of the EMA")
+    e.add_argument("--last-only", action="store_true", help="only last.pt (e.g. its EMA, the shipped weights)")
     e.set_defaults(func=cmd_evaluate)
     p = sub.add_parser("plot")
     p.add_argument("--out", default=str(PNG))

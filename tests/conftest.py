@@ -31,3 +31,13 @@ def shared_file(root: Path, rel: str) -> Path:
     path = root / rel
     assert path.exists(), f"FEATHERFACE_SHARED is set but {path} is missing"
     return path
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _isolated_featherface_cache(tmp_path_factory: pytest.TempPathFactory) -> object:
+    """Every test sees an empty featherface cache (installed v1 weights, ONNX exports) of its own
+    session, never the user's: e.g. the 'v1 is not installed' tests must not depend on the machine."""
+    mp = pytest.MonkeyPatch()
+    mp.setenv("FEATHERFACE_CACHE", str(tmp_path_factory.mktemp("featherface_cache")))
+    yield
+    mp.undo()

@@ -68,18 +68,7 @@ COMMAND_TIMEOUT_S = 300
 
 _INSTALL = re.compile(r"^(?:python3?\s+-m\s+)?pip3?\s+install\b")
 
-KNOWN_FAILURES: dict[tuple[str, str], str] = {
-    ("docs/evaluation.md", "featherface convert-reference ../shared/data/weights/featherface_v1_reference.safetensors"):
-        "needs WIDER FACE val in data/widerface (not shippable); block not marked notest",
-    ("docs/evaluation.md", "featherface evaluate --weights reference_v1 --widerface data/widerface --threads 1 --device cpu"):
-        "needs WIDER FACE val and reference_v1/ (the authors' weights, not shippable); block not marked notest",
-    ("docs/evaluation.md", "featherface evaluate --weights src/featherface/weights/v2_ultra"):
-        "needs WIDER FACE val in data/widerface (not shippable); block not marked notest",
-    ("docs/training.md", "featherface convert-reference ../shared/data/weights/featherface_v1_reference.safetensors"):
-        "needs the WIDER FACE train set in data/widerface (not shippable); block not marked notest",
-    ("docs/training.md", "featherface export-checkpoint runs/v2_ultra/last.pt"):
-        "needs a training checkpoint runs/v2_ultra/last.pt (made by a training run); block not marked notest",
-}
+KNOWN_FAILURES: dict[tuple[str, str], str] = {}
 """Blocks of docs/evaluation.md and docs/training.md (owned by other engineers) that cannot run in
 the tests as written: ``(page, start of its first command) -> why``. Strict ``xfail``."""
 

@@ -22,9 +22,9 @@ _V2_ULTRA = ModelConfig(
     cbam_reduction=128,
     bifpn_layers=2,
     ssh_groups=1,
-    # "attention multiplication" (3 extra tied-weight CBAM rounds per backbone level) is off: it adds no
-    # parameters, costs ~30% of the network's CPU time and ~half of a training step's backward, and no
-    # measured gain justifies it (ARCHITECTURE.md 3.5; docs/models.md has the ablation).
+    # "attention multiplication" (3 extra tied-weight CBAM rounds per backbone level) is off: no
+    # parameters, +4.5 ms on 19.2 ms (ONNX Runtime, 640x480, 1 thread) and no measured gain
+    # (ARCHITECTURE.md 3.5; the ablation is in docs/models.md). The shipped weights use this config.
     techniques=V2UltraTechniques(attention_multiplication=False),
     priors=PriorConfig(),
 )
