@@ -97,14 +97,15 @@ def test_v2_ultra_switches() -> None:
     with torch.no_grad():
         ref_out = ref(x)[1]
     for field in dataclasses.fields(V2UltraTechniques):
-        tech = dataclasses.replace(base.techniques, **{field.name: False})
+        flipped = not getattr(base.techniques, field.name)  # the registry has some on, some off
+        tech = dataclasses.replace(base.techniques, **{field.name: flipped})
         m = build_model(base.replace(techniques=tech)).eval()
         m.load_state_dict(ref.state_dict(), strict=False)
         with torch.no_grad():
             out = m(x)[1]
         assert out.shape == ref_out.shape
-        assert (out - ref_out).abs().max() > 1e-4, f"switching off {field.name} changed nothing"
-        expected = 244_483 if field.name == "dynamic_weight_sharing" else 244_523
+        assert (out - ref_out).abs().max() > 1e-4, f"switching {field.name} to {flipped} changed nothing"
+        expected = 244_483 if (field.name == "dynamic_weight_sharing" and not flipped) else 244_523
         assert count_parameters(m) == expected
 
 

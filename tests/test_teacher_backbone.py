@@ -179,24 +179,42 @@ def test_onnxruntime_teacher_matches_torch(shared: Path) -> None:
         torch.testing.assert_close(a, b, rtol=1e-3, atol=2e-3)
 
 
-# Measured with these settings (8 images at 320 px, batch 4, lr 5e-3 one-cycle over the run): the
-# astronaut face reached 0.91 after 10 steps and 0.98 after 40 (median anchor 0.016 -> 0.006);
-# 20 steps leave a margin. Without the class prior see docs/training.md.
+# Measured with these settings (8 images at 320 px, batch 4, lr 5e-3 one-cycle over 120 steps with
+# pct_start 0.2, seed 0): after 10 steps the astronaut's face was at 0.91 and the median anchor at
+# 0.016, after 20 steps 0.92 and 0.021, after 60 steps 0.98 and 0.003. Without the class prior the
+# median anchor was still 0.50 after 10 steps (docs/training.md). The test runs the first 20 steps of
+# that schedule.
+SCHEDULE_STEPS = 120
 STEPS_TO_LEAVE_CONSTANT = 20
 
 
 @pytest.mark.slow
 def test_short_run_leaves_the_constant_classifier(shared: Path, small_set: Path, tmp_path: Path) -> None:
-    """From the teacher's frozen backbone with the 0.01 class prior, a short run on 8 real images
-    must separate the astronaut's face from the background (a constant classifier has spread ~0)."""
-    cfg = _config(shared, small_set, tmp_path, max_steps=STEPS_TO_LEAVE_CONSTANT, epochs=100, lr=5e-3,
+    """From the teacher's frozen backbone with the 0.01 class prior, the first steps of a short run on
+    8 real images must separate the astronaut's face from the background (a constant classifier has
+    spread ~0)."""
+    from torch.utils.data import DataLoader
+
+    from featherface.train.data import detection_collate
+    from featherface.train.engine import EpochBatchSampler
+
+    cfg = _config(shared, small_set, tmp_path, max_steps=SCHEDULE_STEPS, epochs=100, lr=5e-3,
                   pct_start=0.2, cls_prior=0.01, min_negatives=16,
                   distill=DistillConfig(temperature=1.0, kl_reduction="positives"))
     tr = Trainer(cfg)
     img = cv2.imread(str(ASTRONAUT))
     start = probability_spread(anchor_face_probabilities(tr.model, img))
-    assert start.spread < 0.05  # starts constant at the prior
-    tr.fit()
+    # starts at the prior: median 0.0099, at most 0.12 on any anchor (measured)
+    assert abs(start.median - 0.01) < 0.005 and start.max < 0.2, start
+    epoch = 0
+    while tr.step < STEPS_TO_LEAVE_CONSTANT:
+        tr.dataset.set_epoch(epoch)
+        sampler = EpochBatchSampler(len(tr.dataset), cfg.batch_size, cfg.seed, epoch)
+        for images, targets in DataLoader(tr.dataset, batch_sampler=sampler, collate_fn=detection_collate):
+            tr.train_step(images, targets)
+            if tr.step == STEPS_TO_LEAVE_CONSTANT:
+                break
+        epoch += 1
     end = probability_spread(anchor_face_probabilities(tr.model, img))
     assert end.median < 0.05, end
     assert end.max > 0.5, end
