@@ -10,7 +10,7 @@ import cv2
 import numpy as np
 
 import featherface
-from featherface.bench import _parse_size
+from featherface.cli.bench import parse_size
 from featherface.io import read_image_file
 
 IMAGE = Path(__file__).resolve().parents[1] / "examples" / "images" / "astronaut.png"
@@ -20,7 +20,7 @@ def add_detector_arguments(ap: argparse.ArgumentParser, *, runs: int, warmup: in
     """``--model --weights --size --threads --runs --warmup``."""
     ap.add_argument("--model", default="v2_ultra")
     ap.add_argument("--weights", default=None, help="weights folder/file (default: the model's published weights)")
-    ap.add_argument("--size", type=_parse_size, default=(640, 480), help="network input WxH (default 640x480)")
+    ap.add_argument("--size", type=parse_size, default=(640, 480), help="network input WxH (default 640x480)")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--runs", type=int, default=runs)
     ap.add_argument("--warmup", type=int, default=warmup)
@@ -35,5 +35,5 @@ def load_ort_detector(args: argparse.Namespace) -> featherface.FaceDetector:
 def prepared_input(det: featherface.FaceDetector, path: str | Path, size: tuple[int, int]) -> np.ndarray:
     """The network input ``[1, 3, H, W]`` the detector makes of image ``path`` resized to ``size = (W, H)``."""
     frame = cv2.resize(read_image_file(path), size, interpolation=cv2.INTER_AREA)
-    img, _ = det._prepare(frame, "bgr", det.options)
-    return det._to_tensor([img]).numpy()
+    prepared = det.pipeline.preprocess(frame, det.options, color="bgr")
+    return det.pipeline.batch([prepared.image]).numpy()

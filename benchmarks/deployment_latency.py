@@ -49,7 +49,7 @@ def main() -> None:
             "onnxruntime": featherface.FaceDetector(net, base.config, backend="onnxruntime",
                                                     num_threads=args.threads, weights_source="bench"),
         }
-        x = base._to_tensor([img])
+        x = base.pipeline.batch([img])
         times: dict[str, dict[str, list[float]]] = {k: {"net": [], "detect": []} for k in dets}
         for i in range(args.warmup + args.runs):
             for key, det in dets.items():

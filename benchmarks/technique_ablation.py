@@ -27,7 +27,8 @@ import numpy as np
 import torch
 
 from featherface.config import V2UltraTechniques
-from featherface.train.engine import TrainConfig, Trainer
+from featherface.train.config import TrainConfig
+from featherface.train.loop import Trainer
 from featherface.train.widerface import evaluate_detector_on_widerface
 
 TECHNIQUES = [f.name for f in dataclasses.fields(V2UltraTechniques)]

@@ -2,7 +2,7 @@
 """Cost of one CPU training step, split into data, backbone, teacher, student forward, loss, backward
 and optimizer, for a training config (a benchmark, not a test).
 
-Runs the config's own :class:`featherface.train.engine.Trainer` (same model, teacher, loss and
+Runs the config's own :class:`featherface.train.loop.Trainer` (same model, teacher, loss and
 data loader) and times each part of ``train_step`` with ``time.perf_counter`` over ``--steps`` steps
 after ``--warmup`` steps, printing a Markdown table of median milliseconds per step and the
 resulting images/s. ``--set key=value`` overrides config fields (YAML syntax), e.g.
@@ -23,7 +23,8 @@ from pathlib import Path
 import torch
 
 from featherface.train.distill import combined_loss
-from featherface.train.engine import TrainConfig, Trainer
+from featherface.train.config import TrainConfig
+from featherface.train.loop import Trainer
 
 
 def _parse_overrides(items: list[str]) -> dict[str, object]:
@@ -52,7 +53,7 @@ def main(argv: list[str] | None = None) -> int:
     tr = Trainer(cfg)
     parts: dict[str, list[float]] = {k: [] for k in ("data", "match", "backbone+teacher", "student_forward", "loss",
                                                       "backward", "optimizer", "total")}
-    loader = iter(tr._loader(0, 0))
+    loader = iter(tr.data_loader(0))
     for i in range(args.warmup + args.steps):
         t0 = time.perf_counter()
         images, targets = next(loader)

@@ -324,7 +324,7 @@ def test_to_tensor_layouts_and_views(rgb: np.ndarray, channels_last: bool) -> No
     ]
     for v in views:
         expect = torch.from_numpy(np.ascontiguousarray(v, dtype=np.float32) - np.array(d.config.mean_bgr, np.float32))
-        got = d._to_tensor([v, v])
+        got = d.pipeline.batch([v, v])
         assert got.shape == (2, 3, *v.shape[:2]) and got.dtype == torch.float32
         assert got.is_contiguous(memory_format=torch.channels_last if channels_last else torch.contiguous_format)
         assert torch.equal(got[1], expect.permute(2, 0, 1))

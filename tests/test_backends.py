@@ -68,7 +68,7 @@ def test_onnxruntime_detections_equal_torch(weights: Path, cache: Path) -> None:
     batch = ort_det.detect_batch(images, color="bgr")  # mixed sizes; same-size images run as one batch
     for exp, got in zip(expected, batch):
         _same(exp, got)
-    x = torch_det._to_tensor([images[0], images[1]])
+    x = torch_det.pipeline.batch([images[0], images[1]])
     for a, b in zip(torch_det.forward_raw(x), ort_det.forward_raw(x)):
         assert a.shape == b.shape and float((a - b).abs().max()) < 1e-3
 

@@ -1,4 +1,4 @@
-"""The ``featherface`` command line: detect, models, download, errors, and the subcommand table.
+"""The ``featherface`` command line: detect, models, download, errors, and the command modules.
 
 Most tests call :func:`featherface.cli.main` in-process; two run ``python -m featherface`` in a
 subprocess to cover the real entry point. Weights are random (no trained weights are published yet)
@@ -7,7 +7,6 @@ and written by the tests themselves with ``save_weights_folder``; only the mecha
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import subprocess
@@ -359,48 +358,57 @@ def test_help_defaults_match_detector_options(capsys):
 # -- extensibility ----------------------------------------------------------------------------------
 
 
-def test_a_subcommand_can_be_added_from_another_module(capsys, monkeypatch):
-    monkeypatch.setattr(cli, "_SUBCOMMANDS", dict(cli._SUBCOMMANDS))
+def _write_plugin(folder: Path, name: str) -> None:
+    """A command module in the one registration style: ``register(subparsers)``, heavy work in ``run``."""
+    (folder / f"{name}.py").write_text(
+        "from featherface import cli\n"
+        "def _greet(args):\n"
+        "    print('greetings', args.who)\n"
+        "    return 3\n"
+        "def _hello(args):\n"
+        "    print('hello', args.n, args.model)\n"
+        "    return 0\n"
+        "def register(sub):\n"
+        "    p = sub.add_parser('greet', help='print a greeting')\n"
+        "    p.add_argument('who')\n"
+        "    p.set_defaults(func=_greet)\n"
+        "    p = sub.add_parser('hello', help='say hello')\n"
+        "    p.add_argument('--n', type=int, default=1)\n"
+        "    cli.add_model_arguments(p, detection_options=False)\n"
+        "    p.set_defaults(func=_hello)\n"
+    )
 
-    def add(p: argparse.ArgumentParser) -> None:
-        p.add_argument("--n", type=int, default=1)
-        cli.add_model_arguments(p, detection_options=False)
 
-    def run_hello(args: argparse.Namespace) -> int:
-        print(f"hello {args.n} {args.model}")
-        return 0
+def test_a_command_module_is_imported_only_for_its_commands(monkeypatch, capsys, tmp_path):
+    _write_plugin(tmp_path, "ff_cli_plugin_for_tests")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.setitem(cli.COMMAND_MODULES, "ff_cli_plugin_for_tests", ("greet", "hello"))
+    monkeypatch.delitem(sys.modules, "ff_cli_plugin_for_tests", raising=False)
+    assert run(capsys, "models", "--json")[0] == 0
+    assert "ff_cli_plugin_for_tests" not in sys.modules  # not needed for a core command
+    assert run(capsys, "greet", "you")[:2] == (3, "greetings you\n")
+    assert run(capsys, "hello", "--n", "3", "--model", "v1", "-v")[:2] == (0, "hello 3 v1\n")  # -v: every command
+    help_text = cli.build_parser().format_help()
+    assert "greet" in help_text and "say hello" in help_text
 
-    cli.register_subcommand(cli.Subcommand("hello", "say hello", add, run_hello))
-    assert "hello" in cli.build_parser().format_help()
-    assert run(capsys, "hello", "--n", "3", "--model", "v1")[:2] == (0, "hello 3 v1\n")
-    with pytest.raises(ValueError, match="already registered"):
-        cli.register_subcommand(cli.Subcommand("hello", "other", add, run_hello))
 
-
-def test_missing_subcommand_module_is_skipped(monkeypatch, capsys):
-    monkeypatch.setattr(cli, "SUBCOMMAND_MODULES", {"featherface._no_such_cli_module": ("nothing",)})
+def test_missing_command_module_is_skipped(monkeypatch, capsys):
+    monkeypatch.setitem(cli.COMMAND_MODULES, "featherface._no_such_cli_module", ("nothing",))
     assert run(capsys, "models", "--json")[0] == 0
     code, _, err = run(capsys, "nothing")
     assert code == 2 and "invalid choice" in _one_error_line(err)
 
 
-def test_command_modules_are_imported_lazily(monkeypatch, capsys, tmp_path):
-    (tmp_path / "ff_cli_plugin_for_tests.py").write_text(
-        "def _run(args):\n"
-        "    print('greetings', args.who)\n"
-        "    return 3\n"
-        "def register(sub):\n"
-        "    p = sub.add_parser('greet', help='print a greeting')\n"
-        "    p.add_argument('who')\n"
-        "    p.set_defaults(func=_run)\n"
-    )
-    monkeypatch.syspath_prepend(str(tmp_path))
-    monkeypatch.setattr(cli, "SUBCOMMAND_MODULES", {"ff_cli_plugin_for_tests": ("greet",)})
-    monkeypatch.delitem(sys.modules, "ff_cli_plugin_for_tests", raising=False)
-    assert run(capsys, "models", "--json")[0] == 0
-    assert "ff_cli_plugin_for_tests" not in sys.modules  # not needed for a core command
-    assert run(capsys, "greet", "you")[:2] == (3, "greetings you\n")
-    assert "greet" in cli.build_parser().format_help()
+def test_library_errors_map_to_exit_codes():
+    from featherface import errors
+
+    assert cli.exit_code(cli.CLIError("x", 2)) == 2
+    for exc in (errors.DeviceError("d"), errors.UnknownModelError("m")):
+        assert cli.exit_code(exc) == cli.EXIT_USAGE, exc
+    for exc in (errors.WeightsError("w"), errors.WeightsNotInstalledError("w"), errors.ImageError("i"),
+                errors.ConversionError("c"), FileNotFoundError("f"), ImportError("pip install x")):
+        assert cli.exit_code(exc) == cli.EXIT_FAILURE, exc
+    assert cli.exit_code(KeyError("a bug")) is None  # unexpected: the traceback is shown
 
 
 # -- the real entry points --------------------------------------------------------------------------

@@ -11,7 +11,8 @@ import pytest
 import torch
 
 from featherface.convert import load_reference_v1
-from featherface.postprocess import PostprocessOptions, postprocess
+from featherface.options import DetectorOptions
+from featherface.pipeline import decode
 from featherface.priors import generate_priors
 from featherface.registry import build_model
 from featherface.train.distill import (
@@ -214,16 +215,7 @@ def _top_detections(
     h, w = image.shape[2:]
     with torch.no_grad():
         loc, logits, ldm = teacher(image)
-    priors = generate_priors((h, w), teacher.config.priors)
-    det = postprocess(
-        loc,
-        logits,
-        ldm,
-        priors,
-        teacher.config.priors.variances,
-        (h, w),
-        PostprocessOptions(score_threshold=0.5),
-    )[0]
+    det = decode((loc, logits, ldm), (h, w), teacher.config.priors, DetectorOptions(score_threshold=0.5))[0]
     assert det.boxes.shape[0] >= k and bool((det.scores[:k] > 0.9).all())
     return det.boxes[:k] / torch.tensor([w, h, w, h]), det.landmarks[:k] / torch.tensor([w, h] * 5)
 

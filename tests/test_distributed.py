@@ -37,7 +37,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from featherface.train.engine import EpochBatchSampler, TrainConfig, Trainer
+from featherface.train.config import TrainConfig
+from featherface.train.loop import Trainer
+from featherface.train.sampler import EpochBatchSampler
 from tests.conftest import shared_file
 from tests.test_train import BACKBONE, IMAGES, small_labels  # noqa: F401 - the fixture is used below
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import math
 import sys
 from pathlib import Path
 
@@ -12,9 +13,9 @@ import torch
 
 import featherface
 from featherface import cli
-from featherface.export import DetectionGraph, export_network_onnx, export_onnx, priors_from_shape
+from featherface.export import DetectionGraph, export_network_onnx, export_onnx
 from featherface.fuse import fuse_for_inference
-from featherface.priors import generate_priors
+from featherface.priors import generate_priors, priors_for_shape
 from tests._deploy_helpers import make_realistic_, randomize_batchnorms_, read_bgr
 
 ort = pytest.importorskip("onnxruntime", reason="onnxruntime comes with the onnx extra")
@@ -117,11 +118,24 @@ def test_raw_graph_matches_pytorch_within_1e4(name: str, opset: int) -> None:
     _raw_outputs_agree(ort.InferenceSession(data, so, providers=["CPUExecutionProvider"]), net, exact_budget=True)
 
 
+def _reference_priors(h: int, w: int, cfg: featherface.PriorConfig) -> torch.Tensor:
+    """The reference PriorBox loop in Python floats: level, row, column, anchor size."""
+    rows = [[(j + 0.5) * step / w, (i + 0.5) * step / h, s / w, s / h]
+            for step, sizes in zip(cfg.steps, cfg.min_sizes)
+            for i in range(math.ceil(h / step)) for j in range(math.ceil(w / step)) for s in sizes]
+    out = torch.tensor(rows, dtype=torch.float64)
+    return (out.clamp(0.0, 1.0) if cfg.clip else out).to(torch.float32)
+
+
 @pytest.mark.parametrize("size", [(1, 1), (33, 47), (75, 131), (405, 700), (480, 640)])
-def test_in_graph_priors_equal_generate_priors(size: tuple[int, int]) -> None:
+def test_in_graph_priors_equal_the_reference_loop(size: tuple[int, int]) -> None:
+    """The traceable prior function (what the ONNX detector graph runs, and what generate_priors caches)
+    gives the reference loop's values bit for bit."""
     cfg = featherface.PriorConfig()
     h, w = (torch.tensor(v) for v in size)
-    assert torch.equal(priors_from_shape(h, w, cfg), generate_priors(size, cfg))
+    expect = _reference_priors(*size, cfg)
+    assert torch.equal(priors_for_shape(h, w, cfg), expect)
+    assert torch.equal(generate_priors(size, cfg), expect)
 
 
 def _pixels(img: np.ndarray) -> np.ndarray:
@@ -176,7 +190,7 @@ def test_detector_graph_matches_detect(detector: featherface.FaceDetector, post_
 
 
 def test_detector_graph_eager_equals_onnx(detector: featherface.FaceDetector, post_onnx: Path) -> None:
-    graph = DetectionGraph(fuse_for_inference(detector.network), detector.config, **THRESHOLDS).eval()
+    graph = DetectionGraph(fuse_for_inference(detector.network), detector.config, detector.options).eval()
     x = torch.from_numpy(_pixels(read_bgr(ROOT / "examples" / "images" / "astronaut.png"))[None, :, ::2, ::2].copy())
     with torch.no_grad():
         ref = graph(x)

@@ -132,3 +132,50 @@ def test_load_model_engine_options() -> None:
     for bad in ({"num_threads": 0}, {"num_threads": 1.5}, {"backend": "tensorrt"}, {"onnx_path": "x.onnx"}):
         with pytest.raises(ValueError):
             featherface.load_model("v2_ultra", pretrained=False, device="cpu", **bad)
+
+
+class _Gate(nn.Module):
+    """conv -> BN whose ``fuse()`` returns a replacement module (not ``self``)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv, self.bn = nn.Conv2d(3, 3, 3, padding=1), nn.BatchNorm2d(3)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.bn(self.conv(x))
+
+    def fuse(self) -> nn.Module:
+        fused = copy.deepcopy(self.conv)
+        from featherface.fuse import fold_bn_into_conv
+
+        fold_bn_into_conv(fused, self.bn)
+        return fused
+
+
+class _Outer(nn.Module):
+    """Owns a shared gate twice and a plain Sequential; its ``fuse()`` sees its children already fused."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        gate = _Gate()
+        self.a, self.b = gate, gate
+        self.seq = nn.Sequential(nn.Conv2d(3, 3, 1, bias=False), nn.BatchNorm2d(3), nn.ReLU())
+        self.seen: list[type] = []
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.seq(self.b(self.a(x)))
+
+    def fuse(self) -> nn.Module:
+        self.seen = [type(self.a), type(self.seq[1])]
+        return self
+
+
+def test_walker_calls_fuse_children_first_and_keeps_shared_modules_shared() -> None:
+    net = randomize_batchnorms_(_Outer().eval(), seed=2)
+    fused = fuse_for_inference(net)
+    assert fused.seen == [nn.Conv2d, nn.Identity] and net.seen == []  # children first; original untouched
+    assert fused.a is fused.b and isinstance(fused.a, nn.Conv2d) and count_batchnorms(fused) == 0
+    assert net.a is net.b and isinstance(net.a, _Gate) and count_batchnorms(net) == 2
+    x = torch.randn(2, 3, 8, 9)
+    with torch.no_grad():
+        assert torch.allclose(net(x), fused(x), atol=1e-5)

@@ -15,7 +15,8 @@ import torch
 from safetensors.torch import load_file
 
 from featherface.convert import ConversionError, convert_reference_v1_state_dict, load_reference_v1
-from featherface.postprocess import PostprocessOptions, postprocess
+from featherface.options import DetectorOptions
+from featherface.pipeline import decode
 from featherface.priors import generate_priors
 from featherface.registry import build_model
 from tests.conftest import shared_file
@@ -72,10 +73,9 @@ def test_postprocessed_detections_largest_group(shared: Path, reference_model: t
     x = torch.from_numpy(_group_image(shared).astype(np.float32) - MEAN).permute(2, 0, 1)[None]
     with torch.no_grad():
         loc, logits, ldm = reference_model(x)
-    opts = PostprocessOptions(score_threshold=0.02, iou_threshold=0.4, pre_nms_top_k=None,
-                              max_detections=None, legacy_plus_one=True)
-    pri = generate_priors((405, 700), reference_model.config.priors)
-    det = postprocess(loc, logits, ldm, pri, (0.1, 0.2), (405, 700), opts)[0]
+    opts = DetectorOptions(score_threshold=0.02, iou_threshold=0.4, pre_nms_top_k=None,
+                           max_detections=None, legacy_nms=True)
+    det = decode((loc, logits, ldm), (405, 700), reference_model.config.priors, opts)[0]
     ref_dets, ref_ldm = ref["dets_after_nms"], ref["landmarks_after_nms"]
     assert det.boxes.shape[0] == ref_dets.shape[0] == 1_464
     ours = torch.cat([det.boxes, det.scores[:, None]], 1).numpy()

@@ -10,7 +10,7 @@ import torch
 
 from featherface.box_coder import decode_boxes, decode_landmarks, encode_boxes, encode_landmarks
 from featherface.config import PriorConfig
-from featherface.ops import batched_nms, box_iou, clip_boxes, nms
+from featherface.ops import box_iou, nms
 from featherface.priors import feature_map_sizes, generate_priors, num_priors, priors_like
 
 CFG = PriorConfig()
@@ -149,25 +149,14 @@ def test_plus_one_changes_iou() -> None:
     assert box_iou(a, b, plus_one=True).item() == pytest.approx(1 / 7)
 
 
-def test_batched_nms_keeps_groups_apart() -> None:
-    boxes = torch.tensor([[0.0, 0, 10, 10], [0.0, 0, 10, 10], [1.0, 1, 10, 10]])
-    scores = torch.tensor([0.9, 0.8, 0.7])
-    keep = batched_nms(boxes, scores, torch.tensor([0, 1, 1]), 0.5)
-    assert keep.tolist() == [0, 1]
-
-
-def test_clip_boxes() -> None:
-    out = clip_boxes(torch.tensor([[-5.0, -1, 50, 30]]), height=20, width=40)
-    assert out.tolist() == [[0.0, 0.0, 40.0, 20.0]]
-
-
 @pytest.mark.parametrize("threshold", [0.0, 0.02, 0.5, 0.9, 1.0])
-def test_postprocess_prefilter_keeps_exactly_the_passing_priors(threshold: float) -> None:
+def test_decode_prefilter_keeps_exactly_the_passing_priors(threshold: float) -> None:
     """Logit-space pre-filter + probabilities of the candidates == probabilities of every prior, then threshold."""
-    from featherface.postprocess import PostprocessOptions, _face_candidates, face_probability, postprocess
+    from featherface.options import DetectorOptions
+    from featherface.pipeline import _face_candidates, decode, decode_to_pixels, face_probability
 
     g = torch.Generator().manual_seed(3)
-    n = 4000
+    n = 4200  # priors of a 320 x 320 input
     logits = torch.randn(2, n, 2, generator=g) * 4
     # rows straddling the threshold within float32 rounding, and saturated rows
     if 0.0 < threshold < 1.0:
@@ -183,12 +172,16 @@ def test_postprocess_prefilter_keeps_exactly_the_passing_priors(threshold: float
         assert set(expect.tolist()) <= set(cand.tolist())
         passed = cand[face_probability(logits[b, cand]) > threshold]
         assert torch.equal(passed, expect)
-    priors = generate_priors((320, 320), PriorConfig())[:n]
+    priors = generate_priors((320, 320), PriorConfig())
+    assert priors.shape[0] == n
     loc = torch.randn(2, n, 4, generator=g) * 0.1
     ldm = torch.randn(2, n, 10, generator=g) * 0.1
-    opts = PostprocessOptions(score_threshold=threshold, pre_nms_top_k=None, max_detections=None)
-    got = postprocess(loc, logits, ldm, priors, (0.1, 0.2), (320, 320), opts)
-    ref = postprocess(loc, full[..., None].expand(-1, -1, 2).contiguous(), ldm, priors, (0.1, 0.2),
-                      (320, 320), opts, scores_are_probabilities=True)
-    for a, r in zip(got, ref):
-        assert torch.equal(a.scores, r.scores) and torch.equal(a.boxes, r.boxes)
+    opts = DetectorOptions(score_threshold=threshold, pre_nms_top_k=None, max_detections=None)
+    got = decode((loc, logits, ldm), (320, 320), PriorConfig(), opts)
+    size_wh = torch.tensor([320.0, 320.0])
+    for b, a in enumerate(got):  # reference: probabilities of every prior, threshold, sort, decode, NMS
+        keep = torch.nonzero(full[b] > threshold).squeeze(1)
+        keep = keep[torch.sort(full[b, keep], descending=True, stable=True).indices]
+        boxes, _ = decode_to_pixels(loc[b, keep], ldm[b, keep], priors[keep], (0.1, 0.2), size_wh)
+        sel = nms(boxes, full[b, keep], 0.4)
+        assert torch.equal(a.scores, full[b, keep][sel]) and torch.equal(a.boxes, boxes[sel])

@@ -77,13 +77,13 @@ def _check(det: FaceDetector, items: list, results: list, **options: object) -> 
 def test_stream_equals_per_image_detect(det: FaceDetector, folder: list[Path], workers: int,
                                         monkeypatch: pytest.MonkeyPatch) -> None:
     sizes: list[tuple[int, ...]] = []
-    forward = det.forward_raw
+    forward = det.pipeline.run
 
     def recording(batch: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         sizes.append(tuple(batch.shape))
         return forward(batch)
 
-    monkeypatch.setattr(det, "forward_raw", recording)
+    monkeypatch.setattr(det.pipeline, "run", recording)
     results = list(det.detect_stream(folder, batch_size=3, workers=workers))
     monkeypatch.undo()
     # 4 images of 90x120 -> batches of 3 + 1; 61x97 twice; the others alone
@@ -105,11 +105,9 @@ def test_mixed_input_types_and_options(det: FaceDetector, folder: list[Path]) ->
 
 
 def test_small_max_pending_and_lazy_endless_stream(det: FaceDetector, folder: list[Path]) -> None:
-    from featherface.stream import detect_stream
-
     # every size different and at most 2 waiting: partial buckets run early, order kept
     items = [_image(40 + i, 50 + 2 * i, i) for i in range(7)]
-    results = list(detect_stream(det, iter(items), batch_size=4, max_pending=2))
+    results = list(det.detect_stream(iter(items), batch_size=4, max_pending=2))
     _check(det, items, results)
     # an endless iterator of frames works with workers=0 (consumed lazily)
     frame = _image(48, 64, 3)

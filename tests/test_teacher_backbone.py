@@ -17,9 +17,10 @@ import torch
 
 from featherface.registry import build_model, get_config
 from featherface.train.augment import TrainTransform, face_free_frame
+from featherface.train.config import DataSource, TrainConfig
 from featherface.train.diagnostics import anchor_face_probabilities, probability_spread
 from featherface.train.distill import DistillationLoss, DistillConfig
-from featherface.train.engine import DataSource, TrainConfig, Trainer
+from featherface.train.loop import Trainer
 from featherface.train.loss import MultiBoxLoss, hard_negative_mask
 from tests.conftest import shared_file
 
@@ -163,7 +164,7 @@ def test_frozen_teacher_backbone_is_shared_and_stays_frozen(shared: Path, small_
 
 def test_onnxruntime_teacher_matches_torch(shared: Path) -> None:
     pytest.importorskip("onnxruntime")
-    from featherface.train.engine import load_teacher
+    from featherface.train.checkpoint import load_teacher
     from featherface.train.teacher import OnnxRuntimeTeacher
 
     teacher = load_teacher(shared_file(shared, REFERENCE), torch.device("cpu"))
@@ -196,7 +197,7 @@ def test_short_run_leaves_the_constant_classifier(shared: Path, small_set: Path,
     from torch.utils.data import DataLoader
 
     from featherface.train.data import detection_collate
-    from featherface.train.engine import EpochBatchSampler
+    from featherface.train.sampler import EpochBatchSampler
 
     cfg = _config(shared, small_set, tmp_path, max_steps=SCHEDULE_STEPS, epochs=100, lr=5e-3,
                   pct_start=0.2, cls_prior=0.01, min_negatives=16,

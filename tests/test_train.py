@@ -13,13 +13,16 @@ import pytest
 import torch
 
 from featherface.api import FaceDetector
+from featherface.config import PriorConfig
 from featherface.ops import box_iou
-from featherface.postprocess import PostprocessOptions, postprocess
+from featherface.options import DetectorOptions
+from featherface.pipeline import decode
 from featherface.priors import generate_priors
 from featherface.train.augment import EvalTransform
+from featherface.train.config import DataSource, TrainConfig
 from featherface.train.data import FaceDataset, detection_collate, read_widerface_bbx_gt
-from featherface.train.engine import DataSource, TrainConfig, Trainer
 from featherface.train.export import ModelCard, export_checkpoint, load_checkpoint_model
+from featherface.train.loop import Trainer
 from featherface.train.loss import MultiBoxLoss
 from tests.conftest import shared_file
 
@@ -157,8 +160,8 @@ def test_init_weights_starts_from_a_weights_folder(shared: Path, small_labels: P
     assert loaded.init_weights == str((tmp_path / "w").resolve())
 
 
-def _recall(model: torch.nn.Module, images: torch.Tensor, targets: list[torch.Tensor], priors: torch.Tensor,
-            variances: tuple[float, float], size: int) -> tuple[float, int]:
+def _recall(model: torch.nn.Module, images: torch.Tensor, targets: list[torch.Tensor], prior_cfg: PriorConfig,
+            size: int) -> tuple[float, int]:
     """Recall at IoU 0.5 (score > 0.5) of the function being trained (BatchNorm on batch statistics).
 
     The test checks that targets, matching, encoding, loss and decoding agree: what the loss drives
@@ -169,8 +172,7 @@ def _recall(model: torch.nn.Module, images: torch.Tensor, targets: list[torch.Te
     """
     with torch.no_grad():
         loc, logits, ldm = model(images)
-    dets = postprocess(loc, logits, ldm, priors, variances, (size, size),
-                       PostprocessOptions(score_threshold=0.5, iou_threshold=0.4))
+    dets = decode((loc, logits, ldm), (size, size), prior_cfg, DetectorOptions(score_threshold=0.5, iou_threshold=0.4))
     hit = total = 0
     for d, t in zip(dets, targets):
         gt = t[:, :4] * size
@@ -193,7 +195,7 @@ def test_overfitting_four_images_reaches_high_recall(shared: Path, small_labels:
     images, targets = detection_collate([ds[i] for i in range(4)])
     from featherface.models import create_network
     from featherface.registry import get_config
-    from featherface.train.engine import load_backbone_weights
+    from featherface.train.checkpoint import load_backbone_weights
 
     cfg = get_config("v2_ultra")
     model = create_network(cfg)
@@ -204,7 +206,7 @@ def test_overfitting_four_images_reaches_high_recall(shared: Path, small_labels:
     matched = crit.match(targets, priors)
     model.train()
     faces = sum(len(t) for t in targets)
-    _, n_dets = _recall(model, images, targets, priors, cfg.priors.variances, size)
+    _, n_dets = _recall(model, images, targets, cfg.priors, size)
     assert n_dets > 3 * faces  # untrained: boxes everywhere, any "recall" is by chance
     for step in range(1, 201):
         loss = crit(model(images), None, priors, matched=matched)["loss"]
@@ -212,7 +214,7 @@ def test_overfitting_four_images_reaches_high_recall(shared: Path, small_labels:
         loss.backward()
         opt.step()
         if step % 20 == 0:
-            recall, n_dets = _recall(model, images, targets, priors, cfg.priors.variances, size)
+            recall, n_dets = _recall(model, images, targets, cfg.priors, size)
             if recall >= 0.9 and n_dets <= 2 * faces:
                 break
     print(f"overfit: {faces} faces, recall {recall:.2f}, {n_dets} detections after {step} steps")

@@ -8,6 +8,11 @@ Public names are loaded lazily so that ``import featherface`` stays cheap (no to
 no OpenCV, no Hub client until used). The public submodules (:data:`SUBMODULES`) are attributes too,
 imported on first access: ``import featherface; featherface.io.load_image(...)`` works without
 ``import featherface.io``.
+
+What is public: the names of ``__all__`` below (the exception types a caller may catch included, also
+in :mod:`featherface.errors`) and the modules of :data:`SUBMODULES`. The detection stages are
+:mod:`featherface.pipeline`. Modules whose name starts with an underscore (``_builder``, ``_stream``,
+``_bench``, ``cli._*``...) are machinery: they may change in any 0.x release.
 """
 
 from __future__ import annotations
@@ -18,8 +23,19 @@ from typing import TYPE_CHECKING, Any
 from featherface._version import __version__
 
 if TYPE_CHECKING:
-    from featherface.api import DetectorOptions, FaceDetector, load_model
+    from featherface.api import FaceDetector, load_model
     from featherface.config import ModelConfig, PriorConfig, V2UltraTechniques
+    from featherface.errors import (
+        ConfigMismatchError,
+        ConversionError,
+        DeviceError,
+        ImageError,
+        UnknownModelError,
+        WeightsError,
+        WeightsIntegrityError,
+        WeightsNotInstalledError,
+    )
+    from featherface.options import DetectorOptions
     from featherface.registry import build_model, list_models
     from featherface.types import Detection, detections_to_arrays
     from featherface.visualize import draw
@@ -37,12 +53,20 @@ __all__ = [
     "ModelConfig",
     "PriorConfig",
     "V2UltraTechniques",
+    "ImageError",
+    "DeviceError",
+    "UnknownModelError",
+    "WeightsError",
+    "WeightsIntegrityError",
+    "ConfigMismatchError",
+    "WeightsNotInstalledError",
+    "ConversionError",
 ]
 
 _LAZY = {
     "load_model": "featherface.api",
     "FaceDetector": "featherface.api",
-    "DetectorOptions": "featherface.api",
+    "DetectorOptions": "featherface.options",
     "list_models": "featherface.registry",
     "build_model": "featherface.registry",
     "Detection": "featherface.types",
@@ -51,13 +75,16 @@ _LAZY = {
     "ModelConfig": "featherface.config",
     "PriorConfig": "featherface.config",
     "V2UltraTechniques": "featherface.config",
+    **{name: "featherface.errors" for name in (
+        "ImageError", "DeviceError", "UnknownModelError", "WeightsError", "WeightsIntegrityError",
+        "ConfigMismatchError", "WeightsNotInstalledError", "ConversionError")},
 }
 
 
 SUBMODULES: frozenset[str] = frozenset({
-    "api", "backends", "bench", "box_coder", "cli", "config", "convert", "export", "export_cli", "fuse",
-    "hub", "integrations", "io", "models", "ops", "postprocess", "priors", "registry", "stream", "train",
-    "types", "visualize",
+    "api", "backends", "box_coder", "cli", "config", "convert", "errors", "export", "fuse", "hub",
+    "integrations", "io", "models", "ops", "options", "pipeline", "priors", "registry", "train", "types",
+    "visualize",
 })
 """Submodules reachable as ``featherface.<name>`` without importing them first (imported on access)."""
 

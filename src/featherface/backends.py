@@ -1,8 +1,9 @@
 """Inference engines behind :class:`featherface.FaceDetector`: the network call, nothing else.
 
-A runner maps a prepared batch ``[B, 3, H, W]`` (float32, BGR minus the mean) to the raw outputs
-``(loc, logits, landmarks)``; pre- and post-processing stay in :mod:`featherface.api`, so every
-backend produces detections through the same code.
+Each runner implements the :class:`featherface.pipeline.Runner` protocol: it maps a batch
+``[B, 3, H, W]`` (float32, BGR minus the mean, built by :func:`featherface.pipeline.make_batch` as its
+``batch_spec`` asks) to the raw outputs ``(loc, logits, landmarks)``; every other stage of
+:mod:`featherface.pipeline` is shared, so every backend produces detections through the same code.
 
 - :class:`TorchRunner` (``"torch"``): a PyTorch module under ``torch.inference_mode``; by default the
   BatchNorm-folded copy of the network (:func:`featherface.fuse.fuse_for_inference`), in
@@ -39,6 +40,7 @@ from torch import nn
 
 from featherface._version import __version__
 from featherface.config import ModelConfig
+from featherface.pipeline import BatchSpec, RawOutputs
 
 logger = logging.getLogger(__name__)
 
@@ -52,10 +54,10 @@ __all__ = [
     "onnxruntime_has_deform_conv",
     "backend_opset",
     "weights_digest",
+    "onnxruntime_runner_for",
 ]
 
 BACKENDS = ("torch", "onnxruntime")
-RawOutputs = tuple[torch.Tensor, torch.Tensor, torch.Tensor]
 
 _ONNX_HINT = 'pip install "featherface[onnx]"'
 
@@ -86,6 +88,7 @@ class TorchRunner:
         self.module = module
         self.device = device
         self.channels_last = channels_last
+        self.batch_spec = BatchSpec(device=device, channels_last=channels_last)
 
     def __call__(self, batch: torch.Tensor) -> RawOutputs:
         with torch.inference_mode():
@@ -129,6 +132,7 @@ class OnnxRuntimeRunner:
 
     name = "onnxruntime"
     output_names = ("loc", "logits", "landmarks")
+    batch_spec = BatchSpec(fill="numpy")  # single-threaded fill: no torch OpenMP workers next to ORT's
 
     def __init__(self, model: str | os.PathLike | bytes, *, num_threads: int | None = None,
                  providers: list[str] | None = None) -> None:

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import torch
 
+__all__ = ["encode_boxes", "decode_boxes", "encode_landmarks", "decode_landmarks", "Variances"]
+
 Variances = tuple[float, float]
 
 

@@ -11,10 +11,13 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, Literal, get_args
+
+__all__ = ["ModelConfig", "PriorConfig", "V2UltraTechniques", "ModelSpec", "WeightsSpec", "Arch", "ARCHS"]
 
 Arch = Literal["featherface_v1", "featherface_v2_ultra"]
-ARCHS: tuple[str, ...] = ("featherface_v1", "featherface_v2_ultra")
+"""Architecture names; each has one network class in :data:`featherface.models.NETWORKS`."""
+ARCHS: tuple[str, ...] = get_args(Arch)
 
 
 def _check_keys(cls: type, data: Mapping[str, Any]) -> None:

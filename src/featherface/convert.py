@@ -18,6 +18,9 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from featherface.errors import ConversionError
+from featherface.hub import strip_module_prefix
+
 __all__ = [
     "REFERENCE_V1_LICENSE",
     "ConversionError",
@@ -30,8 +33,6 @@ REFERENCE_V1_LICENSE = "MIT (FeatherFace authors' release, https://github.com/fo
 """Licence of the authors' V1 weights, recorded in the ``SOURCE.json`` of an installed copy."""
 
 
-class ConversionError(ValueError):
-    """The source state dict does not map cleanly onto the target network."""
 
 
 _SSH_BRANCHES = {
@@ -122,13 +123,10 @@ def _map_key(key: str) -> str | None:
 
 
 def clean_state_dict(state: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    """Strip one leading ``module.`` and drop ``thop`` bookkeeping buffers."""
-    out: dict[str, torch.Tensor] = {}
-    for k, v in state.items():
-        if k.endswith("total_ops") or k.endswith("total_params"):
-            continue
-        out[k[len("module."):] if k.startswith("module.") else k] = v
-    return out
+    """Strip one leading ``module.`` (:func:`featherface.hub.strip_module_prefix`) and drop ``thop``
+    bookkeeping buffers."""
+    kept = {k: v for k, v in state.items() if not (k.endswith("total_ops") or k.endswith("total_params"))}
+    return strip_module_prefix(kept)
 
 
 def convert_reference_v1_state_dict(

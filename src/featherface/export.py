@@ -7,7 +7,7 @@
 - input ``input``: float32 ``[B, 3, H, W]``, BGR 0..255 with the model's mean subtracted
   (``config.mean_bgr``, (104, 117, 123) for the shipped models);
 - outputs ``loc`` ``[B, N, 4]``, ``logits`` ``[B, N, 2]``, ``landmarks`` ``[B, N, 10]``: the raw
-  outputs of :meth:`featherface.FaceDetector.forward_raw`, rows in prior order
+  outputs of the pipeline's run stage (:class:`featherface.pipeline.Runner`), rows in prior order
   (:func:`featherface.priors.generate_priors`).
 
 **Detector graph** (``with_postprocess=True``): image in, faces out.
@@ -21,9 +21,10 @@
   left eye, right eye, nose, left and right mouth corners) and ``batch_index`` int64 ``[K]`` (the image
   each face belongs to).
 
-Inside the detector graph: priors are generated from the input shape (``ceil(H/step)`` feature maps,
-the same arithmetic as :mod:`featherface.priors`, hence the same values), boxes and landmarks are
-decoded (:mod:`featherface.box_coder`), scores are the softmax face probability, the best
+Inside the detector graph: priors are generated from the input shape by the one prior function
+(:func:`featherface.priors.priors_for_shape`, traced), boxes, landmarks and face probabilities are
+decoded by the pipeline's own functions (:func:`featherface.pipeline.decode_to_pixels`,
+:func:`featherface.pipeline.face_probability`), the best
 ``pre_nms_top_k`` priors per image are kept and ONNX ``NonMaxSuppression`` (one class, per image; the
 continuous IoU convention) applies the score threshold (strictly greater), the IoU threshold and
 ``max_detections``. These three values are constants of the graph: export again to change them. The
@@ -48,18 +49,18 @@ import logging
 import os
 import warnings
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import Any, Literal
 
 import torch
 from torch import nn
 from torch.onnx import operators as onnx_operators
 
-from featherface.box_coder import decode_boxes, decode_landmarks
-from featherface.config import ModelConfig, PriorConfig
+from featherface._builder import load_network
+from featherface.config import ModelConfig
 from featherface.ops import nms
-
-if TYPE_CHECKING:
-    from featherface.api import FaceDetector
+from featherface.options import DetectorOptions
+from featherface.pipeline import decode_to_pixels, face_probability
+from featherface.priors import priors_for_shape
 
 logger = logging.getLogger(__name__)
 
@@ -76,37 +77,6 @@ _SAMPLE_SIZE = (64, 96)  # trace input; the graph is generic in batch, height an
 
 
 # -- in-graph pieces ---------------------------------------------------------------------------------
-
-
-def priors_from_shape(height: torch.Tensor, width: torch.Tensor, cfg: PriorConfig) -> torch.Tensor:
-    """Priors ``[N, 4]`` for an input of ``height x width`` given as 0-d int64 tensors (traceable).
-
-    The same values as :func:`featherface.priors.generate_priors`: feature maps of
-    ``ceil(H/step) x ceil(W/step)``, centres ``(i + 0.5) * step / H`` computed in float64 in the
-    same order and rounded once to float32; rows ordered level, row, column, anchor size.
-    """
-    dt = torch.float64
-    hf, wf = height.to(dt), width.to(dt)
-    chunks = []
-    for step, sizes in zip(cfg.steps, cfg.min_sizes):
-        fh = torch.div(height + (step - 1), step, rounding_mode="floor")  # ceil(H / step)
-        fw = torch.div(width + (step - 1), step, rounding_mode="floor")
-        cy = (torch.arange(fh, dtype=dt) + 0.5) * step / hf  # type: ignore[call-overload]  # [fh]
-        cx = (torch.arange(fw, dtype=dt) + 0.5) * step / wf  # type: ignore[call-overload]  # [fw]
-        s = torch.tensor(sizes, dtype=dt)
-        sw, sh = s / wf, s / hf  # [a]
-        # broadcast to [fh, fw, a]: adding exact zeros keeps every value bit-identical
-        zy, zx, za = cy[:, None, None] * 0.0, cx[None, :, None] * 0.0, sw[None, None, :] * 0.0
-        level = torch.stack(
-            [cx[None, :, None] + zy + za, cy[:, None, None] + zx + za, sw[None, None, :] + zy + zx,
-             sh[None, None, :] + zy + zx],
-            dim=-1,
-        )
-        chunks.append(level.reshape(-1, 4))
-    out = torch.cat(chunks, 0)
-    if cfg.clip:
-        out = out.clamp(0.0, 1.0)
-    return out.to(torch.float32)
 
 
 class _NonMaxSuppression(torch.autograd.Function):
@@ -162,33 +132,27 @@ class DetectionGraph(nn.Module):
 
     mean: torch.Tensor
 
-    def __init__(
-        self,
-        network: nn.Module,
-        config: ModelConfig,
-        *,
-        score_threshold: float = 0.5,
-        iou_threshold: float = 0.4,
-        max_detections: int | None = 750,
-        pre_nms_top_k: int | None = 5000,
-    ) -> None:
+    def __init__(self, network: nn.Module, config: ModelConfig, options: DetectorOptions | None = None) -> None:
         super().__init__()
+        options = options or DetectorOptions()
+        if options.legacy_nms:
+            raise ValueError("the ONNX detector graph uses the continuous IoU convention; export with legacy_nms=False")
         self.network = network
         self.priors_cfg = config.priors
         self.register_buffer("mean", torch.tensor(config.mean_bgr, dtype=torch.float32).reshape(1, 3, 1, 1),
                              persistent=False)
-        self.score_threshold = float(score_threshold)
-        self.iou_threshold = float(iou_threshold)
-        self.max_detections = _UNCAPPED if max_detections is None else int(max_detections)
-        self.pre_nms_top_k = pre_nms_top_k
+        self.score_threshold = options.score_threshold
+        self.iou_threshold = options.iou_threshold
+        self.max_detections = _UNCAPPED if options.max_detections is None else options.max_detections
+        self.pre_nms_top_k = options.pre_nms_top_k
 
     def forward(self, image: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
         x = image.to(torch.float32) - self.mean
         loc, logits, ldm = self.network(x)
         shape = onnx_operators.shape_as_tensor(image)
         h, w = shape[2], shape[3]
-        priors = priors_from_shape(h, w, self.priors_cfg)  # [N, 4]
-        scores = torch.softmax(logits, dim=-1)[..., 1]  # [B, N]
+        priors = priors_for_shape(h, w, self.priors_cfg)  # [N, 4]
+        scores = face_probability(logits)  # [B, N]
         if self.pre_nms_top_k is not None:
             scores, idx = _top_k(scores, self.pre_nms_top_k)  # [B, k]
             loc = torch.gather(loc, 1, idx[..., None].expand(-1, -1, 4))
@@ -197,9 +161,7 @@ class DetectionGraph(nn.Module):
         else:
             pri = priors[None]
         hw = torch.stack([w, h]).to(torch.float32)
-        var = self.priors_cfg.variances
-        boxes = decode_boxes(loc, pri, var) * hw.repeat(2)
-        pts = decode_landmarks(ldm, pri, var) * hw.repeat(5)
+        boxes, pts = decode_to_pixels(loc, ldm, pri, self.priors_cfg.variances, hw)
         sel = _NonMaxSuppression.apply(boxes, scores[:, None, :], self.max_detections, self.iou_threshold,
                                        self.score_threshold)
         batch_index, box_index = sel[:, 0], sel[:, 2]
@@ -255,7 +217,7 @@ def export_network_onnx(network: nn.Module, path: str | os.PathLike | None = Non
     The network is copied to the CPU (and BatchNorm-folded with ``fuse``); ``network`` is unchanged.
     ``with_features`` adds the backbone's outputs ``c3``, ``c4``, ``c5`` (``[B, 64|128|256, H/8|16|32,
     W/8|16|32]``) before the raw outputs: training runs the teacher this way and feeds its backbone
-    features to a student that shares the frozen backbone (:mod:`featherface.train.engine`).
+    features to a student that shares the frozen backbone (:mod:`featherface.train.loop`).
     """
     from featherface.fuse import fuse_for_inference
 
@@ -292,24 +254,26 @@ def _write_atomic(path: Path, data: bytes) -> Path:
     return path
 
 
-def _resolve(detector_or_name: FaceDetector | str | nn.Module) -> tuple[nn.Module, ModelConfig, Any]:
-    from featherface.api import DetectorOptions, FaceDetector, load_model
-
-    obj = detector_or_name
-    if isinstance(obj, str):
-        obj = load_model(obj, device="cpu", backend="torch")
-    if isinstance(obj, FaceDetector):
-        return obj.network, obj.config, obj.options
-    config = getattr(obj, "config", None)
-    if isinstance(obj, nn.Module) and isinstance(config, ModelConfig):
-        return obj, config, DetectorOptions()
+def _resolve(source: Any) -> tuple[nn.Module, ModelConfig, DetectorOptions]:
+    """``(network, config, options)`` of a detector (anything with ``network``, ``config`` and
+    ``options``, e.g. a :class:`featherface.FaceDetector`), a registered model name (its published
+    weights, :func:`featherface._builder.load_network`) or a featherface network (with its ``config``)."""
+    if isinstance(source, str):
+        loaded = load_network(source)
+        return loaded.network, loaded.config, DetectorOptions()
+    network, config = getattr(source, "network", None), getattr(source, "config", None)
+    options = getattr(source, "options", None)
+    if isinstance(network, nn.Module) and isinstance(config, ModelConfig) and isinstance(options, DetectorOptions):
+        return network, config, options
+    if isinstance(source, nn.Module) and isinstance(config, ModelConfig):
+        return source, config, DetectorOptions()
     raise TypeError(
-        f"export_onnx expects a FaceDetector, a model name or a featherface network, got {type(obj).__name__}"
+        f"export_onnx expects a FaceDetector, a model name or a featherface network, got {type(source).__name__}"
     )
 
 
 def export_onnx(
-    detector_or_name: FaceDetector | str | nn.Module,
+    detector_or_name: Any,
     path: str | os.PathLike,
     *,
     with_postprocess: bool = False,
@@ -347,7 +311,6 @@ def export_onnx(
             invalid threshold or ``input_dtype``. ImportError: the ``onnx`` package is missing
             (``pip install "featherface[onnx]"``).
     """
-    from featherface.api import DetectorOptions
     from featherface.fuse import fuse_for_inference
 
     network, config, options = _resolve(detector_or_name)
@@ -358,16 +321,10 @@ def export_onnx(
         return out
     if input_dtype not in ("uint8", "float32"):
         raise ValueError(f"input_dtype must be 'uint8' or 'float32', got {input_dtype!r}")
-    if options.legacy_nms:
-        raise ValueError("the ONNX detector graph uses the continuous IoU convention; export with legacy_nms=False")
     overrides = {k: v for k, v in (("score_threshold", score_threshold), ("iou_threshold", iou_threshold),
                                    ("max_detections", max_detections), ("pre_nms_top_k", pre_nms_top_k))
                  if v is not None}
-    opts: DetectorOptions = options.updated(**overrides)
-    graph = DetectionGraph(
-        fuse_for_inference(network).to("cpu"), config, score_threshold=opts.score_threshold,
-        iou_threshold=opts.iou_threshold, max_detections=opts.max_detections, pre_nms_top_k=opts.pre_nms_top_k,
-    ).eval()
+    graph = DetectionGraph(fuse_for_inference(network).to("cpu"), config, options.updated(**overrides)).eval()
     dtype = torch.uint8 if input_dtype == "uint8" else torch.float32
     sample = torch.full((1, 3, *_SAMPLE_SIZE), 128, dtype=dtype)
     dyn = {"input": {0: "batch", 2: "height", 3: "width"}}

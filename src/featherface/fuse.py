@@ -2,19 +2,21 @@
 
 In eval mode a BatchNorm is an affine map per channel, ``y = (x - mean) * g / sqrt(var + eps) + b``.
 When it directly follows a convolution it can be folded into that convolution's weight and bias,
-which removes one pass over every feature map. This module walks a network with explicit knowledge
-of the featherface building blocks and folds every such pair:
+which removes one pass over every feature map.
 
-- ``conv -> BN`` pairs that are consecutive children of an ``nn.Sequential`` (MobileNetV1
-  ``conv_bn`` / ``conv_dw`` blocks, the V2 Ultra BiFPN block ``dw -> pw -> BN -> ReLU``);
-- :class:`~featherface.models.layers.ConvBN` (V1 BiFPN projections and shuffle block; V2 Ultra
-  projections, grouped SSH and head stems);
-- the V1 BiFPN :class:`~featherface.models.featherface_v1.SepConvBlock` (BN folded into the
-  pointwise conv);
-- the CBAM spatial gates of both networks (7x7 conv + BN);
-- the V1 :class:`~featherface.models.featherface_v1.DeformConvBN` (BN folded into the deformable
-  conv's main weight plus a new bias; the offset and modulation predictors, two convs on the same
-  input, are merged into one: :class:`FusedModulatedDeformConv2d`).
+This module knows no network. :func:`fuse_for_inference` walks a copy of the module tree, children
+first, and
+
+- replaces every module that defines a ``fuse()`` method by what that method returns (the module
+  folds what it owns, e.g. its ``conv -> BN`` pair, and returns itself or a replacement; the
+  featherface building blocks define it, see :mod:`featherface.models`);
+- folds ``conv -> BN`` pairs that are consecutive children of an ``nn.Sequential`` (the MobileNetV1
+  ``conv_bn`` / ``conv_dw`` blocks, the V2 Ultra BiFPN block ``dw -> pw -> BN -> ReLU``).
+
+The other names here are the generic helpers those ``fuse()`` methods are made of:
+:func:`fold_bn_into_conv`, :func:`fold_bn_pair`, :func:`fold_sequential`,
+:func:`folded_weight_and_bias`, and :class:`FusedModulatedDeformConv2d` (a modulated deformable conv
+with a BatchNorm folded in and its offset and modulation predictors merged into one conv).
 
 Folded BatchNorms are replaced by ``nn.Identity``. A BatchNorm that does not directly follow a
 convolution (none in the shipped networks; possible in custom variants) is left as it is.
@@ -30,15 +32,34 @@ import logging
 import torch
 from torch import nn
 
-from featherface.models.deform import ModulatedDeformConv2d, modulated_deform_conv2d
+from featherface.ops import modulated_deform_conv2d
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["fuse_for_inference", "fold_bn_into_conv", "FusedModulatedDeformConv2d", "count_batchnorms"]
+__all__ = [
+    "fuse_for_inference",
+    "fold_bn_into_conv",
+    "fold_bn_pair",
+    "fold_sequential",
+    "folded_weight_and_bias",
+    "is_foldable_bn",
+    "FusedModulatedDeformConv2d",
+    "count_batchnorms",
+]
 
 
-def _folded(weight: torch.Tensor, bias: torch.Tensor | None, bn: nn.BatchNorm2d) -> tuple[torch.Tensor, torch.Tensor]:
-    """``(weight', bias')`` of ``bn(conv(x))`` for a conv with ``weight[O, ...]`` and optional ``bias[O]``."""
+def is_foldable_bn(m: nn.Module | None) -> bool:
+    """Whether ``m`` is a ``BatchNorm2d`` with running statistics (which eval mode uses)."""
+    return isinstance(m, nn.BatchNorm2d) and m.track_running_stats and m.running_mean is not None
+
+
+def folded_weight_and_bias(
+    weight: torch.Tensor, bias: torch.Tensor | None, bn: nn.BatchNorm2d
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(weight', bias')`` of ``bn(conv(x))`` for a conv with ``weight[O, ...]`` and optional ``bias[O]``.
+
+    Computed in float64, returned in ``weight``'s dtype.
+    """
     if bn.running_mean is None or bn.running_var is None:
         raise ValueError("cannot fold a BatchNorm without running statistics (track_running_stats=False)")
     dt = torch.float64
@@ -56,17 +77,47 @@ def fold_bn_into_conv(conv: nn.Conv2d, bn: nn.BatchNorm2d) -> None:
     """Fold ``bn`` (eval statistics) into ``conv`` in place; ``conv`` gains a bias if it had none."""
     if conv.out_channels != bn.num_features:
         raise ValueError(f"cannot fold BatchNorm2d({bn.num_features}) into a conv with {conv.out_channels} outputs")
-    w, b = _folded(conv.weight, conv.bias, bn)
+    w, b = folded_weight_and_bias(conv.weight, conv.bias, bn)
     conv.weight = nn.Parameter(w, requires_grad=False)
     conv.bias = nn.Parameter(b, requires_grad=False)
 
 
+def fold_bn_pair(module: nn.Module, conv_name: str, bn_name: str) -> bool:
+    """Fold ``module.<bn_name>`` into ``module.<conv_name>`` in place and set the BN to ``nn.Identity``.
+
+    Does nothing (returns ``False``) unless the first is an ``nn.Conv2d`` and the second a
+    ``BatchNorm2d`` with running statistics; so a second call is a no-op.
+    """
+    conv, bn = getattr(module, conv_name, None), getattr(module, bn_name, None)
+    if isinstance(conv, nn.Conv2d) and is_foldable_bn(bn):
+        fold_bn_into_conv(conv, bn)  # type: ignore[arg-type]
+        setattr(module, bn_name, nn.Identity())
+        return True
+    return False
+
+
+def fold_sequential(seq: nn.Sequential) -> int:
+    """Fold every ``conv -> BN`` pair of consecutive children of ``seq`` in place; returns the count."""
+    n = 0
+    names = list(seq._modules)
+    for prev, cur in zip(names, names[1:]):
+        conv, bn = seq._modules[prev], seq._modules[cur]
+        if isinstance(conv, nn.Conv2d) and isinstance(bn, nn.BatchNorm2d) and is_foldable_bn(bn) \
+                and conv.out_channels == bn.num_features:
+            fold_bn_into_conv(conv, bn)
+            seq._modules[cur] = nn.Identity()
+            n += 1
+    return n
+
+
 class FusedModulatedDeformConv2d(nn.Module):
-    """Inference form of a :class:`~featherface.models.deform.ModulatedDeformConv2d` + BatchNorm.
+    """Inference form of a modulated deformable conv (DCNv2) followed by a BatchNorm.
 
     The BatchNorm is folded into the main weight plus a bias, and the offset (``2K`` channels) and
-    modulation (``K`` channels) predictors, two convs on the same input, are merged into one conv
-    ``offset_mask`` with ``3K`` outputs (their weights stacked), so the input is read once.
+    modulation (``K`` channels, mask ``2 * sigmoid``) predictors, two convs on the same input, are
+    merged into one conv ``offset_mask`` with ``3K`` outputs (their weights stacked), so the input is
+    read once. Built by :meth:`from_parts` (for featherface's layer:
+    :meth:`featherface.models.deform.ModulatedDeformConv2d.fuse_bn`).
     """
 
     def __init__(self, offset_mask: nn.Conv2d, weight: torch.Tensor, bias: torch.Tensor, padding: int) -> None:
@@ -78,21 +129,26 @@ class FusedModulatedDeformConv2d(nn.Module):
         self.taps = offset_mask.out_channels // 3
 
     @classmethod
-    def from_deform_bn(cls, dcn: ModulatedDeformConv2d, bn: nn.BatchNorm2d) -> FusedModulatedDeformConv2d:
-        if dcn.weight.shape[0] != bn.num_features:
-            raise ValueError(f"cannot fold BatchNorm2d({bn.num_features}) into a DCN with {dcn.weight.shape[0]} outputs")
-        off, mod = dcn.offset, dcn.modulator
-        merged = nn.Conv2d(off.in_channels, off.out_channels + mod.out_channels, off.kernel_size,  # type: ignore[arg-type]
-                           off.stride, off.padding, bias=True,  # type: ignore[arg-type]
-                           device=off.weight.device, dtype=off.weight.dtype)
+    def from_parts(cls, offset: nn.Conv2d, modulator: nn.Conv2d, weight: torch.Tensor, padding: int,
+                   bn: nn.BatchNorm2d) -> FusedModulatedDeformConv2d:
+        """Merge the ``offset`` and ``modulator`` predictor convs and fold ``bn`` into ``weight[O, C, kh, kw]``.
+
+        The deformable conv is ``modulated_deform_conv2d(x, offset(x), 2 * sigmoid(modulator(x)),
+        weight, padding=padding)`` (no bias); the result computes ``bn`` of it.
+        """
+        if weight.shape[0] != bn.num_features:
+            raise ValueError(f"cannot fold BatchNorm2d({bn.num_features}) into a DCN with {weight.shape[0]} outputs")
+        merged = nn.Conv2d(offset.in_channels, offset.out_channels + modulator.out_channels,
+                           offset.kernel_size, offset.stride, offset.padding,  # type: ignore[arg-type]
+                           bias=True, device=offset.weight.device, dtype=offset.weight.dtype)
         with torch.no_grad():
-            merged.weight.copy_(torch.cat([off.weight, mod.weight], 0))
-            zeros = off.weight.new_zeros(off.out_channels + mod.out_channels)
-            parts = [off.bias if off.bias is not None else zeros[: off.out_channels],
-                     mod.bias if mod.bias is not None else zeros[: mod.out_channels]]
+            merged.weight.copy_(torch.cat([offset.weight, modulator.weight], 0))
+            zeros = offset.weight.new_zeros(offset.out_channels + modulator.out_channels)
+            parts = [offset.bias if offset.bias is not None else zeros[: offset.out_channels],
+                     modulator.bias if modulator.bias is not None else zeros[: modulator.out_channels]]
             merged.bias.copy_(torch.cat(parts, 0))  # type: ignore[union-attr]
-        w, b = _folded(dcn.weight, None, bn)
-        return cls(merged, w, b, dcn.padding)
+        w, b = folded_weight_and_bias(weight, None, bn)
+        return cls(merged, w, b, padding)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         om = self.offset_mask(x)
@@ -101,53 +157,35 @@ class FusedModulatedDeformConv2d(nn.Module):
         return modulated_deform_conv2d(x, offset, mask, self.weight, self.bias, padding=self.padding)
 
 
-def _is_bn(m: nn.Module | None) -> bool:
-    return isinstance(m, nn.BatchNorm2d) and m.track_running_stats and m.running_mean is not None
-
-
-def _fuse_attr_pair(module: nn.Module, conv_name: str, bn_name: str) -> bool:
-    conv, bn = getattr(module, conv_name, None), getattr(module, bn_name, None)
-    if isinstance(conv, nn.Conv2d) and _is_bn(bn):
-        fold_bn_into_conv(conv, bn)  # type: ignore[arg-type]
-        setattr(module, bn_name, nn.Identity())
-        return True
-    return False
-
-
-def _fuse_sequential(seq: nn.Sequential) -> int:
-    n = 0
-    names = list(seq._modules)
-    for prev, cur in zip(names, names[1:]):
-        conv, bn = seq._modules[prev], seq._modules[cur]
-        if isinstance(conv, nn.Conv2d) and _is_bn(bn) and conv.out_channels == bn.num_features:  # type: ignore[union-attr]
-            fold_bn_into_conv(conv, bn)  # type: ignore[arg-type]
-            seq._modules[cur] = nn.Identity()
-            n += 1
-    return n
-
-
-def _fuse_module(m: nn.Module) -> int:
-    """Fold the BatchNorms owned directly by ``m`` (by featherface module type); returns the count."""
-    from featherface.models.featherface_v1 import DeformConvBN, SepConvBlock, SpatialGate
-    from featherface.models.featherface_v2_ultra import SharedSpatialGate
-    from featherface.models.layers import ConvBN
-
-    if isinstance(m, nn.Sequential):  # conv_bn / conv_dw blocks, UltraLightBiFPNLayer.block
-        return _fuse_sequential(m)
-    if isinstance(m, (ConvBN, SpatialGate, SharedSpatialGate)):
-        return int(_fuse_attr_pair(m, "conv", "bn"))
-    if isinstance(m, SepConvBlock):  # depthwise -> pointwise(bias) -> BN: fold into pointwise
-        return int(_fuse_attr_pair(m, "pointwise", "bn"))
-    if isinstance(m, DeformConvBN) and isinstance(m.conv, ModulatedDeformConv2d) and _is_bn(m.bn):
-        m.conv = FusedModulatedDeformConv2d.from_deform_bn(m.conv, m.bn)  # type: ignore[arg-type]
-        m.bn = nn.Identity()  # type: ignore[assignment]
-        return 1
-    return 0
-
-
 def count_batchnorms(model: nn.Module) -> int:
     """Number of ``BatchNorm`` modules in ``model``."""
     return sum(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in model.modules())
+
+
+def _has_fuse(m: nn.Module) -> bool:
+    return callable(getattr(type(m), "fuse", None))
+
+
+def _fuse_tree(m: nn.Module, done: dict[int, nn.Module]) -> nn.Module:
+    """Fuse ``m``'s subtree children first; returns ``m`` or its replacement. ``done`` maps the id of
+    every module already visited to its result, so a module shared by several parents is fused once
+    and its replacement stays shared."""
+    if id(m) in done:
+        return done[id(m)]
+    for name, child in list(m._modules.items()):
+        if child is not None:
+            new = _fuse_tree(child, done)
+            if new is not child:
+                m._modules[name] = new
+    out = m
+    if isinstance(m, nn.Sequential):
+        fold_sequential(m)
+    if _has_fuse(m):
+        out = m.fuse()  # type: ignore[operator]
+        if not isinstance(out, nn.Module):
+            raise TypeError(f"{type(m).__name__}.fuse() returned {type(out).__name__}, not an nn.Module")
+    done[id(m)] = out
+    return out
 
 
 def fuse_for_inference(model: nn.Module) -> nn.Module:
@@ -158,9 +196,10 @@ def fuse_for_inference(model: nn.Module) -> nn.Module:
     are gone, so it must not be trained. See the module docstring for the folded patterns.
     """
     fused = copy.deepcopy(model).eval()
-    n = sum(_fuse_module(m) for m in list(fused.modules()))
+    before = count_batchnorms(fused)
+    fused = _fuse_tree(fused, {}).eval()
     for p in fused.parameters():
         p.requires_grad_(False)
     left = count_batchnorms(fused)
-    logger.debug("featherface: folded %d BatchNorm layers (%d left unfused)", n, left)
+    logger.debug("featherface: folded %d BatchNorm layers (%d left unfused)", before - left, left)
     return fused

@@ -32,6 +32,7 @@ import logging
 import os
 import shutil
 import tempfile
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -40,6 +41,7 @@ import torch
 from torch import nn
 
 from featherface.config import ModelConfig, ModelSpec
+from featherface.errors import ConfigMismatchError, WeightsError, WeightsIntegrityError, WeightsNotInstalledError
 
 logger = logging.getLogger(__name__)
 
@@ -60,20 +62,6 @@ INSTALL_HINTS: dict[str, str] = {
 """Models whose weights are not published but can be installed locally: name -> how to get them."""
 
 
-class WeightsError(RuntimeError):
-    """Weights could not be found or loaded (the message says which file and why)."""
-
-
-class WeightsIntegrityError(WeightsError):
-    """A weights file does not have the registered sha256 (corrupt or tampered)."""
-
-
-class ConfigMismatchError(WeightsError):
-    """A ``config.json`` next to the weights does not describe the registered architecture."""
-
-
-class WeightsNotInstalledError(WeightsError):
-    """A model without published weights (e.g. ``v1``) has not been installed in the local store."""
 
 
 @dataclass(frozen=True)
@@ -380,6 +368,16 @@ def load_state_dict_file(path: str | os.PathLike) -> dict[str, torch.Tensor]:
         return load_file(str(p), device="cpu")
     except (SafetensorError, OSError, ValueError) as exc:
         raise WeightsError(f"{p}: not a valid safetensors file ({exc})") from exc
+
+
+def strip_module_prefix(state: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """``state`` with one leading ``module.`` removed from every key that has it, other keys unchanged.
+
+    ``module.`` is what ``DataParallel``/``DistributedDataParallel`` and ``AveragedModel`` (EMA) put in
+    front of the wrapped network's keys.
+    """
+    prefix = "module."
+    return {k[len(prefix):] if k.startswith(prefix) else k: v for k, v in state.items()}
 
 
 def load_weights_into(model: nn.Module, path: str | os.PathLike) -> None:

@@ -42,16 +42,12 @@ from typing import Any, Literal, Union
 
 import numpy as np
 
+from featherface.errors import ImageError
+
+__all__ = ["load_image", "read_image_file", "ImageError", "ColorOrder", "ImageInput", "is_url", "reject_url"]
+
 ColorOrder = Literal["rgb", "bgr"]
 ImageInput = Union[str, os.PathLike, bytes, bytearray, memoryview, np.ndarray, Any]  # noqa: UP007 (a runtime alias)
-
-MAX_DECODE_PIXELS = 1 << 28
-"""Refuse to decode files larger than this many pixels (268 M) before allocating them."""
-
-
-class ImageError(ValueError):
-    """An input could not be turned into an image; the message names the problem."""
-
 
 _URL = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]+://")
 

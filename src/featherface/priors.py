@@ -14,6 +14,8 @@ import torch
 
 from featherface.config import PriorConfig
 
+__all__ = ["generate_priors", "priors_like", "priors_for_shape", "feature_map_sizes", "num_priors"]
+
 
 def feature_map_sizes(image_size: tuple[int, int], cfg: PriorConfig) -> list[tuple[int, int]]:
     """``[(ceil(H/step), ceil(W/step)) for each level]`` for an input of ``(H, W)`` pixels."""
@@ -26,32 +28,44 @@ def num_priors(image_size: tuple[int, int], cfg: PriorConfig) -> int:
     return sum(fh * fw * len(m) for (fh, fw), m in zip(feature_map_sizes(image_size, cfg), cfg.min_sizes))
 
 
-@lru_cache(maxsize=64)
-def _priors_cpu(image_size: tuple[int, int], cfg: PriorConfig) -> torch.Tensor:
-    h, w = image_size
+def priors_for_shape(height: torch.Tensor, width: torch.Tensor, cfg: PriorConfig) -> torch.Tensor:
+    """Priors ``Tensor[N, 4]`` for an input of ``height x width`` given as 0-d int64 tensors.
+
+    The one copy of the prior arithmetic: :func:`generate_priors` calls it (and caches the result),
+    and the ONNX detector graph (:class:`featherface.export.DetectionGraph`) traces it with the input's
+    dynamic shape. Feature maps of ``ceil(H/step) x ceil(W/step)``, centres ``(i + 0.5) * step / H``
+    computed in float64 (like the reference's Python floats) and rounded once to float32; rows
+    ordered level, row, column, anchor size.
+    """
+    dt = torch.float64
+    hf, wf = height.to(dt), width.to(dt)
     chunks = []
-    for (fh, fw), step, sizes in zip(feature_map_sizes(image_size, cfg), cfg.steps, cfg.min_sizes):
-        # computed in float64 like the reference (Python floats) then rounded once to float32
-        cy = (torch.arange(fh, dtype=torch.float64) + 0.5) * step / h
-        cx = (torch.arange(fw, dtype=torch.float64) + 0.5) * step / w
-        gy, gx = torch.meshgrid(cy, cx, indexing="ij")  # [fh, fw]
-        a = len(sizes)
-        sw = torch.tensor([s / w for s in sizes], dtype=torch.float64)
-        sh = torch.tensor([s / h for s in sizes], dtype=torch.float64)
+    for step, sizes in zip(cfg.steps, cfg.min_sizes):
+        fh = torch.div(height + (step - 1), step, rounding_mode="floor")  # ceil(H / step)
+        fw = torch.div(width + (step - 1), step, rounding_mode="floor")
+        cy = (torch.arange(fh, dtype=dt) + 0.5) * step / hf  # type: ignore[call-overload]  # [fh]
+        cx = (torch.arange(fw, dtype=dt) + 0.5) * step / wf  # type: ignore[call-overload]  # [fw]
+        s = torch.tensor(sizes, dtype=dt)
+        sw, sh = s / wf, s / hf  # [a]
+        # broadcast to [fh, fw, a]: adding exact zeros keeps every value bit-identical
+        zy, zx, za = cy[:, None, None] * 0.0, cx[None, :, None] * 0.0, sw[None, None, :] * 0.0
         level = torch.stack(
-            [
-                gx[..., None].expand(fh, fw, a),
-                gy[..., None].expand(fh, fw, a),
-                sw.expand(fh, fw, a),
-                sh.expand(fh, fw, a),
-            ],
+            [cx[None, :, None] + zy + za, cy[:, None, None] + zx + za, sw[None, None, :] + zy + zx,
+             sh[None, None, :] + zy + zx],
             dim=-1,
-        )  # [fh, fw, a, 4]
+        )
         chunks.append(level.reshape(-1, 4))
     out = torch.cat(chunks, 0)
     if cfg.clip:
-        out = out.clamp_(0.0, 1.0)
-    out = out.to(torch.float32)
+        out = out.clamp(0.0, 1.0)
+    return out.to(torch.float32)
+
+
+
+@lru_cache(maxsize=64)
+def _priors_cpu(image_size: tuple[int, int], cfg: PriorConfig) -> torch.Tensor:
+    h, w = image_size
+    out = priors_for_shape(torch.tensor(h), torch.tensor(w), cfg)
     out.requires_grad_(False)
     return out
 

@@ -5,6 +5,9 @@ from __future__ import annotations
 from torch import nn
 
 from featherface.config import ModelConfig, ModelSpec, PriorConfig, V2UltraTechniques, WeightsSpec
+from featherface.errors import UnknownModelError
+
+__all__ = ["list_models", "get_spec", "get_config", "build_model", "register_model", "unregister_model"]
 
 _V1 = ModelConfig(
     name="v1",
@@ -59,6 +62,9 @@ _REGISTRY: dict[str, ModelSpec] = {
 
 _BUILTIN = frozenset(_REGISTRY)
 
+DEFAULT_MODEL = "v2_ultra"
+"""The model ``load_model()`` and the command line use when none is named."""
+
 
 def list_models() -> list[str]:
     """Names of the registered variants, sorted."""
@@ -68,7 +74,7 @@ def list_models() -> list[str]:
 def get_spec(name: str) -> ModelSpec:
     """Registry entry for ``name``; ``ValueError`` listing the known names otherwise."""
     if not isinstance(name, str) or name not in _REGISTRY:
-        raise ValueError(f"unknown model {name!r}; known models: {', '.join(list_models())}")
+        raise UnknownModelError(f"unknown model {name!r}; known models: {', '.join(list_models())}")
     return _REGISTRY[name]
 
 

@@ -8,6 +8,8 @@ from typing import Any
 
 import numpy as np
 
+__all__ = ["Detection", "detections_to_arrays", "LANDMARK_NAMES", "Point"]
+
 Point = tuple[float, float]
 
 LANDMARK_NAMES: tuple[str, ...] = ("left_eye", "right_eye", "nose", "mouth_left", "mouth_right")

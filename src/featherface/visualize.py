@@ -9,6 +9,8 @@ import numpy as np
 from featherface.io import ColorOrder, ImageInput, load_image
 from featherface.types import Detection
 
+__all__ = ["draw", "LANDMARK_COLORS_BGR"]
+
 # one colour per landmark (BGR): left eye, right eye, nose, left mouth corner, right mouth corner
 LANDMARK_COLORS_BGR = ((255, 0, 0), (0, 255, 255), (255, 0, 255), (0, 255, 0), (0, 128, 255))
 

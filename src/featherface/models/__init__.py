@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from torch import nn
 
-from featherface.config import ModelConfig
+from featherface.config import ARCHS, ModelConfig
 from featherface.models.deform import ModulatedDeformConv2d
 from featherface.models.featherface_v1 import BiFPNLayer, FeatherFaceV1
 from featherface.models.featherface_v2_ultra import FeatherFaceV2Ultra
@@ -12,19 +12,28 @@ from featherface.models.featherface_v2_ultra import FeatherFaceV2Ultra
 __all__ = [
     "FeatherFaceV1",
     "FeatherFaceV2Ultra",
+    "NETWORKS",
     "create_network",
     "count_parameters",
     "thop_equivalent_parameters",
 ]
 
 
+NETWORKS: dict[str, type[nn.Module]] = {
+    "featherface_v1": FeatherFaceV1,
+    "featherface_v2_ultra": FeatherFaceV2Ultra,
+}
+"""The architecture -> network class table: the one place that maps ``ModelConfig.arch`` to code."""
+if set(NETWORKS) != set(ARCHS):  # pragma: no cover - a new arch needs both its name and its class
+    raise ImportError(f"featherface.models.NETWORKS {sorted(NETWORKS)} does not cover config.ARCHS {list(ARCHS)}")
+
+
 def create_network(config: ModelConfig) -> nn.Module:
-    """Instantiate the randomly initialised network for ``config`` (dispatch on ``config.arch``)."""
-    if config.arch == "featherface_v1":
-        return FeatherFaceV1(config)
-    if config.arch == "featherface_v2_ultra":
-        return FeatherFaceV2Ultra(config)
-    raise ValueError(f"unknown arch {config.arch!r}")
+    """Instantiate the randomly initialised network for ``config`` (:data:`NETWORKS` of ``config.arch``).
+
+    Prefer :func:`featherface.build_model` (a name or a config) or, with weights,
+    :func:`featherface.load_model`."""
+    return NETWORKS[config.arch](config)
 
 
 def count_parameters(model: nn.Module, trainable_only: bool = True) -> int:

@@ -13,6 +13,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from featherface.config import ModelConfig
+from featherface.fuse import fold_bn_pair, is_foldable_bn
 from featherface.models.deform import ModulatedDeformConv2d
 from featherface.models.layers import (
     ConvBN,
@@ -24,6 +25,20 @@ from featherface.models.layers import (
     init_detector_weights,
     resize_to,
 )
+
+__all__ = [
+    "FeatherFaceV1",
+    "ChannelGate",
+    "SpatialGate",
+    "ResidualCBAM",
+    "SepConvBlock",
+    "BiFPNLayer",
+    "BiFPN",
+    "DeformConvBN",
+    "DeformSSH",
+    "ShuffleBlock",
+    "maxpool_same",
+]
 
 Levels = tuple[torch.Tensor, torch.Tensor, torch.Tensor]
 
@@ -56,6 +71,11 @@ class SpatialGate(nn.Module):
         pooled = torch.cat([x.amax(dim=1, keepdim=True), x.mean(dim=1, keepdim=True)], dim=1)
         return x * torch.sigmoid(self.bn(self.conv(pooled)))
 
+    def fuse(self) -> SpatialGate:
+        """Fold ``bn`` into the 7x7 ``conv`` in place (``bn`` becomes ``nn.Identity``); returns ``self``."""
+        fold_bn_pair(self, "conv", "bn")
+        return self
+
 
 class ResidualCBAM(nn.Module):
     """``relu(CBAM(x) + x)``, CBAM = channel gate then spatial gate."""
@@ -80,6 +100,11 @@ class SepConvBlock(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.bn(self.pointwise(self.depthwise(x)))
+
+    def fuse(self) -> SepConvBlock:
+        """Fold ``bn`` into ``pointwise`` in place (``bn`` becomes ``nn.Identity``); returns ``self``."""
+        fold_bn_pair(self, "pointwise", "bn")
+        return self
 
 
 def maxpool_same(x: torch.Tensor) -> torch.Tensor:
@@ -170,6 +195,15 @@ class DeformConvBN(nn.Module):
         x = self.bn(self.conv(x))
         return F.leaky_relu(x, 0.1) if self.leaky else x
 
+    def fuse(self) -> DeformConvBN:
+        """Replace ``conv`` by :meth:`ModulatedDeformConv2d.fuse_bn` of ``bn`` (a
+        :class:`~featherface.fuse.FusedModulatedDeformConv2d`) and ``bn`` by ``nn.Identity``, in
+        place; returns ``self``. A second call does nothing."""
+        if isinstance(self.conv, ModulatedDeformConv2d) and is_foldable_bn(self.bn):
+            self.conv = self.conv.fuse_bn(self.bn)  # type: ignore[assignment]
+            self.bn = nn.Identity()  # type: ignore[assignment]
+        return self
+
 
 class DeformSSH(nn.Module):
     """SSH context module made entirely of DCNv2 convs; branches C/2, C/4, C/4, then ReLU."""
@@ -235,7 +269,7 @@ class FeatherFaceV1(nn.Module):
         from :class:`MobileNetV1` -> raw ``(loc, logits, landmarks)`` as :meth:`forward`.
 
         Lets a student that shares this network's frozen backbone reuse one backbone pass
-        (:mod:`featherface.train.engine`)."""
+        (:mod:`featherface.train.loop`)."""
         feats = tuple(att(f) for att, f in zip(self.backbone_attention, feats))
         feats = self.bifpn(feats)  # type: ignore[arg-type]
         outs = []

@@ -17,6 +17,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from featherface.config import ModelConfig, V2UltraTechniques
+from featherface.fuse import fold_bn_pair
 from featherface.models.layers import (
     ConvBN,
     DetectionHeads,
@@ -27,6 +28,21 @@ from featherface.models.layers import (
     init_detector_weights,
     resize_to,
 )
+
+__all__ = [
+    "FeatherFaceV2Ultra",
+    "SharedSpatialGate",
+    "LightChannelGate",
+    "SharedCBAM",
+    "UltraLightBiFPNLayer",
+    "GroupedSSH",
+    "SoftSharingGate",
+    "HeadStem",
+    "maxpool_sym",
+    "smart_feature_reuse",
+    "multi_scale_intelligence",
+    "progressive_enhancement",
+]
 
 Levels = tuple[torch.Tensor, torch.Tensor, torch.Tensor]
 
@@ -49,6 +65,11 @@ class SharedSpatialGate(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         pooled = torch.cat([x.mean(dim=1, keepdim=True), x.amax(dim=1, keepdim=True)], dim=1)
         return x * torch.sigmoid(self.bn(self.conv(pooled)))
+
+    def fuse(self) -> SharedSpatialGate:
+        """Fold ``bn`` into the 7x7 ``conv`` in place (``bn`` becomes ``nn.Identity``); returns ``self``."""
+        fold_bn_pair(self, "conv", "bn")
+        return self
 
 
 class LightChannelGate(nn.Module):

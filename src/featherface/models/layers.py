@@ -12,6 +12,22 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from featherface.fuse import fold_bn_pair
+
+__all__ = [
+    "MobileNetV1",
+    "ConvBN",
+    "DetectionHeads",
+    "conv_bn",
+    "conv_dw",
+    "init_detector_weights",
+    "resize_to",
+    "channel_deinterleave",
+    "channel_shuffle",
+    "fast_normalised_weights",
+    "concat_levels",
+]
+
 
 def conv_bn(cin: int, cout: int, stride: int, leaky: float = 0.1) -> nn.Sequential:
     """Full 3x3 conv (no bias) + BN + LeakyReLU; keys ``0`` (conv) and ``1`` (BN)."""
@@ -89,6 +105,12 @@ class ConvBN(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.act(self.bn(self.conv(x)))
+
+    def fuse(self) -> ConvBN:
+        """Fold ``bn`` (eval statistics) into ``conv`` in place, ``bn`` becomes ``nn.Identity``; returns
+        ``self``. For inference only (:func:`featherface.fuse.fuse_for_inference`)."""
+        fold_bn_pair(self, "conv", "bn")
+        return self
 
 
 def init_detector_weights(model: nn.Module) -> None:

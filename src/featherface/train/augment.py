@@ -35,6 +35,8 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
+from featherface.pipeline import make_batch
+
 __all__ = [
     "CROP_SCALES",
     "INTERPOLATIONS",
@@ -48,6 +50,7 @@ __all__ = [
     "photometric_distort",
     "random_crop",
     "resize",
+    "to_network_input",
 ]
 
 logger = logging.getLogger(__name__)
@@ -332,10 +335,10 @@ def build_targets(
     return np.ascontiguousarray(targets[valid])
 
 
-def _to_network_input(image: np.ndarray, mean_bgr: Sequence[float]) -> np.ndarray:
-    """uint8 HWC BGR -> float32 CHW with the mean subtracted (no std division)."""
-    mean = np.asarray(mean_bgr, dtype=np.float32).reshape(1, 1, 3)
-    return np.ascontiguousarray((image.astype(np.float32) - mean).transpose(2, 0, 1))
+def to_network_input(image: np.ndarray, mean_bgr: Sequence[float]) -> np.ndarray:
+    """uint8 HWC BGR -> float32 CHW with the mean subtracted (no std division): the inference
+    pipeline's own batch builder (:func:`featherface.pipeline.make_batch`), one image."""
+    return make_batch([image], mean_bgr)[0].numpy()
 
 
 # ------------------------------------------------------------------------------------ face-free frames
@@ -413,7 +416,7 @@ class TrainTransform:
         image = _check_image(image_bgr_uint8)
         if self.negative_frames and rng.random() < self.negative_frames:
             frame = face_free_frame(self.image_size, rng)
-            return _to_network_input(frame, self.mean_bgr), np.zeros((0, 15), dtype=np.float32)
+            return to_network_input(frame, self.mean_bgr), np.zeros((0, 15), dtype=np.float32)
         boxes, landmarks, has_landmarks = _copy_annotations(boxes, landmarks, has_landmarks)
         image, boxes, landmarks, has_landmarks, pad_needed = random_crop(
             image,
@@ -434,7 +437,7 @@ class TrainTransform:
         height, width = image.shape[:2]
         image = resize(image, self.image_size, rng)
         targets = build_targets(boxes, landmarks, has_landmarks, width, height)
-        return _to_network_input(image, self.mean_bgr), targets
+        return to_network_input(image, self.mean_bgr), targets
 
 
 @dataclass(frozen=True)
@@ -467,4 +470,4 @@ class EvalTransform:
         side = image.shape[0]
         image = cv2.resize(image, (self.image_size, self.image_size), interpolation=cv2.INTER_LINEAR)
         targets = build_targets(boxes, landmarks, has_landmarks, side, side)
-        return _to_network_input(image, self.mean_bgr), targets
+        return to_network_input(image, self.mean_bgr), targets

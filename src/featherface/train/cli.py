@@ -1,9 +1,12 @@
-"""Command-line entry points of the training stack, registered into ``featherface``'s parser.
+"""Command-line entry points of the training stack: ``featherface train CONFIG``, ``featherface
+evaluate``, ``featherface pseudo-label`` and ``featherface export-checkpoint``.
 
-``featherface train CONFIG``, ``featherface evaluate``, ``featherface pseudo-label`` and
-``featherface export-checkpoint``. They need the ``train`` extra; the main CLI imports this module
-only when one of these commands is used. (``featherface convert-reference`` is a core command of
-:mod:`featherface.cli`: it needs only torch and safetensors.)
+A command module like every other (see :mod:`featherface.cli`): it is listed by name in
+:data:`featherface.cli.COMMAND_MODULES` and defines ``register(subparsers)``; the main CLI imports it
+only when one of these commands runs (or for ``featherface --help``). The commands need the ``train``
+extra, imported inside each ``cmd_*`` function, so this module stays cheap to import.
+(``featherface convert-reference`` is a core command, :mod:`featherface.cli.convert`: it needs only
+torch and safetensors.)
 """
 
 from __future__ import annotations
@@ -15,8 +18,6 @@ import sys
 from pathlib import Path
 
 logger = logging.getLogger(__name__)
-
-COMMANDS = ("train", "evaluate", "pseudo-label", "export-checkpoint")
 
 
 def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -66,8 +67,9 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from featherface.train.engine import TrainConfig, Trainer
+    from featherface.train.config import TrainConfig
     from featherface.train.export import ModelCard, export_model
+    from featherface.train.loop import Trainer
 
     cfg = TrainConfig.from_file(args.config)
     trainer = Trainer(cfg, resume=args.resume)  # joins the process group when run under torchrun
@@ -116,8 +118,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 def cmd_pseudo_label(args: argparse.Namespace) -> int:
     import torch
 
+    from featherface.train.checkpoint import load_teacher
     from featherface.train.data import read_widerface_bbx_gt
-    from featherface.train.engine import load_teacher
     from featherface.train.pseudo import label_landmarks, label_unlabelled
 
     teacher = load_teacher(args.teacher, torch.device(args.device))

@@ -15,8 +15,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from featherface.postprocess import face_probability
-from featherface.train.augment import _to_network_input
+from featherface.pipeline import face_probability, make_batch
 
 __all__ = ["ProbabilitySpread", "anchor_face_probabilities", "probability_spread", "blank_frame_max_score"]
 
@@ -31,7 +30,7 @@ def anchor_face_probabilities(network: nn.Module, image_bgr: np.ndarray,
     was_training = network.training
     network.eval()
     try:
-        x = torch.from_numpy(_to_network_input(image_bgr, mean_bgr))[None]
+        x = make_batch([image_bgr], mean_bgr)
         param = next(network.parameters())
         _, logits, _ = network(x.to(param.device))
     finally:

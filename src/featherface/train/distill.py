@@ -30,8 +30,8 @@ from torch import nn
 
 from featherface.config import PriorConfig
 from featherface.ops import box_iou
-from featherface.postprocess import PostprocessOptions, RawDetections, postprocess
-from featherface.priors import generate_priors
+from featherface.options import DetectorOptions
+from featherface.pipeline import RawDetections, decode
 
 __all__ = [
     "DistillConfig",
@@ -173,7 +173,7 @@ def _prior_cfg(model: nn.Module, prior_cfg: PriorConfig | None) -> PriorConfig:
 def _detect(
     teacher: nn.Module,
     image: torch.Tensor,
-    options: PostprocessOptions,
+    options: DetectorOptions,
     prior_cfg: PriorConfig | None,
 ) -> RawDetections:
     """Run ``teacher`` on ``image[1, 3, H, W]`` and post-process; detections in input pixels."""
@@ -185,8 +185,7 @@ def _detect(
     cfg = _prior_cfg(teacher, prior_cfg)
     with _eval_mode(teacher):
         loc, logits, ldm = teacher(x)
-    priors = generate_priors((h, w), cfg, device=loc.device, dtype=loc.dtype)
-    return postprocess(loc, logits, ldm, priors, cfg.variances, (h, w), options)[0]
+    return decode((loc, logits, ldm), (h, w), cfg, options)[0]
 
 
 def _normalise_clipped(det: RawDetections, h: int, w: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -238,7 +237,7 @@ def teacher_landmarks_for_boxes(
     det = _detect(
         teacher,
         image,
-        PostprocessOptions(score_threshold=score_threshold, iou_threshold=nms_iou),
+        DetectorOptions(score_threshold=score_threshold, iou_threshold=nms_iou),
         prior_cfg,
     )
     if det.boxes.shape[0] == 0:
@@ -284,7 +283,7 @@ def teacher_pseudo_labels(
     det = _detect(
         teacher,
         image,
-        PostprocessOptions(score_threshold=score_threshold, iou_threshold=nms_iou),
+        DetectorOptions(score_threshold=score_threshold, iou_threshold=nms_iou),
         prior_cfg,
     )
     boxes, ldm = _normalise_clipped(det, h, w)

@@ -6,9 +6,9 @@ initialised the default process group. :func:`setup` then joins the group (``ncc
 ``gloo`` on CPU) and returns a :class:`DistContext`; otherwise it returns the single-process context
 and touches nothing, so that single-process training runs exactly the code it always ran.
 
-Design (see :class:`featherface.train.engine.Trainer`): the configured ``batch_size`` is the *global*
+Design (see :class:`featherface.train.loop.Trainer`): the configured ``batch_size`` is the *global*
 batch; every rank takes a contiguous ``batch_size / world_size`` slice of the same seeded global
-batch (:class:`featherface.train.engine.EpochBatchSampler`), the MultiBox and distillation terms
+batch (:class:`featherface.train.sampler.EpochBatchSampler`), the MultiBox and distillation terms
 are normalised by global positive counts, so that the mean of the per-rank losses, which is what
 DDP's gradient averaging optimises, is the loss of the global batch.
 """

@@ -17,9 +17,9 @@ from typing import Any
 import torch
 from torch import nn
 
-from featherface._version import __version__
+from featherface import __version__
 from featherface.config import ModelConfig
-from featherface.hub import save_weights_folder
+from featherface.hub import save_weights_folder, strip_module_prefix
 from featherface.models import count_parameters, create_network, thop_equivalent_parameters
 
 WIDER_NOTE = (
@@ -121,14 +121,15 @@ def export_model(
 
 
 def load_checkpoint_model(checkpoint: str | os.PathLike, *, use_ema: bool = True) -> tuple[nn.Module, ModelConfig, dict[str, Any]]:
-    """Network (EMA weights when present and ``use_ema``) and config from a :class:`Trainer` checkpoint."""
+    """Network (EMA weights when present and ``use_ema``) and config from a training checkpoint
+    (:mod:`featherface.train.checkpoint`)."""
     state = torch.load(checkpoint, map_location="cpu", weights_only=True)
     config = ModelConfig.from_dict(json.loads(state["model_config"]))
     model = create_network(config)
     weights = state["model"]
     if use_ema and state.get("ema") is not None:
-        ema = state["ema"]
-        weights = {k[len("module."):]: v for k, v in ema.items() if k.startswith("module.")}
+        # AveragedModel's state: the network under ``module.``, plus its ``n_averaged`` counter
+        weights = strip_module_prefix({k: v for k, v in state["ema"].items() if k.startswith("module.")})
     model.load_state_dict(weights, strict=True)
     return model.eval(), config, json.loads(state["config"])
 

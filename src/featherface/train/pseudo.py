@@ -20,6 +20,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from featherface.pipeline import BatchSpec, make_batch
 from featherface.train.data import FaceSample, load_image_bgr, write_jsonl
 from featherface.train.distill import teacher_landmarks_for_boxes, teacher_pseudo_labels
 
@@ -27,8 +28,7 @@ logger = logging.getLogger(__name__)
 
 
 def _to_input(image_bgr: np.ndarray, mean_bgr: Sequence[float], device: torch.device) -> torch.Tensor:
-    x = torch.from_numpy(image_bgr.astype(np.float32) - np.asarray(mean_bgr, np.float32))
-    return x.permute(2, 0, 1)[None].to(device)
+    return make_batch([image_bgr], mean_bgr, BatchSpec(device=torch.device(device)))
 
 
 def _load_for_teacher(path: Path, max_side: int | None) -> tuple[np.ndarray, int, int]:

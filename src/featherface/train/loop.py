@@ -1,14 +1,15 @@
-"""Training loop: :class:`TrainConfig` and :class:`Trainer`.
+"""Training loop: :class:`Trainer` and :func:`train`.
 
 Recipe (ARCHITECTURE.md 2.5): AdamW, one-cycle LR stepped every iteration, MultiBox loss with 7:1
 hard-negative mining, the section-2.6 augmentation; optionally distillation from a frozen teacher
-(section 3.5), EMA of weights, mixed precision and channels-last on CUDA, gradient clipping.
+(section 3.5), EMA of weights, mixed precision and channels-last on CUDA, gradient clipping. The
+run is described by a :class:`featherface.train.config.TrainConfig`.
 
 Determinism and exact resume: the batch order of epoch ``e`` is a permutation drawn from
-``(seed, e)`` and the augmentation of item ``i`` from ``(seed, e, i)`` (see
-:class:`featherface.train.data.FaceDataset`), so a run resumed from a checkpoint taken after any step
-sees exactly the batches it would have seen; the optimizer, scheduler, scaler and EMA states are
-restored with the weights.
+``(seed, e)`` (:class:`featherface.train.sampler.EpochBatchSampler`) and the augmentation of item
+``i`` from ``(seed, e, i)`` (see :class:`featherface.train.data.FaceDataset`), so a run resumed from
+a checkpoint taken after any step sees exactly the batches it would have seen; the optimizer,
+scheduler, scaler and EMA states are restored with the weights (:mod:`featherface.train.checkpoint`).
 
 Data parallel (``torchrun --nproc_per_node=N -m featherface.train CONFIG``, see
 :mod:`featherface.train.distributed`): ``batch_size`` stays the *global* batch. Each of the ``W``
@@ -17,294 +18,93 @@ wrapped in ``DistributedDataParallel`` (optionally with synchronised BatchNorm, 
 loss terms are normalised by the global positive counts, so a W-process run follows the
 single-process run with the same config (exactly so with ``sync_bn``, up to float rounding). Rank 0
 alone logs, writes checkpoints (from the unwrapped model, so they resume in any number of processes)
-and validates; every rank loads the same checkpoint on resume.
+and validates; every rank loads the same checkpoint on resume. What a training step does differently
+in such a run is gathered in one place, the trainer's ``batch_scope`` (:class:`_GlobalBatch` rather
+than :class:`_LocalBatch`).
 """
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import logging
 import os
 import time
-from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, NamedTuple
 
 import numpy as np
 import torch
 from torch import nn
-from torch.utils.data import DataLoader, Sampler
+from torch.utils.data import DataLoader
 
-from featherface.config import ModelConfig, V2UltraTechniques
 from featherface.models import count_parameters, create_network
 from featherface.models.layers import DetectionHeads
 from featherface.priors import generate_priors
-from featherface.registry import get_config
 from featherface.train import distributed as ddp_utils
 from featherface.train.augment import TrainTransform
-from featherface.train.data import (
-    FaceDataset,
-    FaceSample,
-    detection_collate,
-    read_jsonl,
-    read_retinaface_labels,
-    read_widerface_bbx_gt,
+from featherface.train.checkpoint import (
+    checkpoint_state,
+    load_backbone_weights,
+    load_init_weights,
+    load_teacher,
+    read_checkpoint,
+    restore_checkpoint,
+    save_checkpoint,
 )
-from featherface.train.distill import DistillationLoss, DistillConfig, combined_loss
-from featherface.train.loss import LossWeights, MultiBoxLoss
+from featherface.train.config import TrainConfig
+from featherface.train.data import FaceDataset, FaceSample, detection_collate
+from featherface.train.distill import DistillationLoss, combined_loss
+from featherface.train.loss import MultiBoxLoss
+from featherface.train.sampler import EpochBatchSampler
 
 logger = logging.getLogger(__name__)
 
-CHECKPOINT_VERSION = 1
 
+class LossNormalizers(NamedTuple):
+    """Denominators that replace a loss's own ``max(1, N_pos)`` (``None``: the batch's own count).
 
-@dataclass(frozen=True)
-class DataSource:
-    """One labelled image collection.
-
-    ``format``: ``"widerface"`` (official ``bbx_gt`` text), ``"retinaface"`` (``label.txt`` with
-    landmarks) or ``"jsonl"`` (see :func:`featherface.train.data.read_jsonl`). ``repeat`` > 1
-    oversamples the source.
+    ``task`` is the ``(pos, ldm)`` pair of :class:`featherface.train.loss.MultiBoxLoss`, ``distill``
+    the positive-anchor denominator of :class:`featherface.train.distill.DistillationLoss`.
     """
 
-    format: Literal["widerface", "retinaface", "jsonl"]
-    labels: str
-    images: str
-    repeat: int = 1
-
-    def load(self) -> list[FaceSample]:
-        if self.format == "widerface":
-            samples = read_widerface_bbx_gt(self.labels, self.images, require_images=True)
-        elif self.format == "retinaface":
-            samples = read_retinaface_labels(self.labels, self.images)
-        elif self.format == "jsonl":
-            samples = read_jsonl(self.labels, self.images)
-        else:
-            raise ValueError(f"unknown data format {self.format!r}; use widerface, retinaface or jsonl")
-        return samples * max(1, int(self.repeat))
+    task: tuple[torch.Tensor, torch.Tensor] | None = None
+    distill: torch.Tensor | None = None
 
 
-def _strict_fields(cls: type, data: Mapping[str, Any]) -> None:
-    known = {f.name for f in dataclasses.fields(cls)}
-    unknown = sorted(set(data) - known)
-    if unknown:
-        raise ValueError(f"{cls.__name__}: unknown keys {unknown}; known keys: {sorted(known)}")
+class _LocalBatch:
+    """A single-process step: the losses are those of the batch as it is, reported as computed."""
+
+    def normalizers(self, matched: tuple[torch.Tensor, ...]) -> LossNormalizers:
+        return LossNormalizers()
+
+    def report(self, terms: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """The loss terms to log and to check for finiteness (detached)."""
+        return {k: v.detach() for k, v in terms.items()}
 
 
-@dataclass(frozen=True)
-class TrainConfig:
-    """Everything a training run depends on (saved into every checkpoint and export).
+class _GlobalBatch:
+    """A data-parallel step: this rank's slice is one part of the global batch.
 
-    Paths are resolved relative to the config file's folder when loaded with :meth:`from_file`.
-    ``max_steps`` shortens a run (schedule included) for smoke tests and reduced CPU schedules.
-    ``init_weights`` starts from a weights folder (``config.json`` + ``model.safetensors``, e.g. an
-    exported run or the packaged weights) instead of a fresh network: fine-tuning, or continuing a
-    run with a new schedule (``resume=`` continues the same schedule from a checkpoint instead).
-    ``batch_size`` is the global batch of a data-parallel run (split evenly across the ranks);
-    ``sync_bn`` computes BatchNorm statistics over the global batch in such a run (ignored in a
-    single process).
+    The loss denominators are the global positive counts divided by the world size, so that the
+    mean of the per-rank losses (what DDP's gradient averaging optimises) is the loss of the global
+    batch (see :meth:`featherface.train.loss.MultiBoxLoss.forward`); the reported terms are averaged
+    over the ranks (``num_pos`` summed), so every rank reports, and checks, the same values.
     """
 
-    model: str = "v2_ultra"
-    techniques: Mapping[str, bool] | None = None
-    train_data: tuple[DataSource, ...] = ()
-    out_dir: str = "runs/train"
-    image_size: int = 640
-    batch_size: int = 32
-    epochs: int = 350
-    max_steps: int | None = None
-    lr: float = 1e-3
-    weight_decay: float = 0.01
-    pct_start: float = 0.3
-    div_factor: float = 25.0
-    final_div_factor: float = 1e4
-    grad_clip: float | None = 10.0
-    ema_decay: float | None = None
-    amp: bool = True
-    channels_last: bool = True
-    workers: int = 4
-    seed: int = 0
-    backbone_weights: str | None = None
-    backbone_from_teacher: bool = False
-    freeze_backbone: bool = False
-    cls_prior: float | None = None
-    init_weights: str | None = None
-    teacher: str | None = None
-    teacher_runtime: str = "torch"
-    distill: DistillConfig = field(default_factory=DistillConfig)
-    loss_weights: LossWeights = field(default_factory=LossWeights)
-    neg_pos_ratio: int = 7
-    min_negatives: int = 0
-    negative_frames: float = 0.0
-    save_every_epochs: int = 10
-    save_every_steps: int | None = None
-    log_every: int = 20
-    val_widerface: str | None = None
-    val_subset: int = 500
-    val_every_epochs: int = 0
-    val_max_size: int | None = None
-    device: str | None = None
-    threads: int | None = None
-    progress: bool = True
-    sync_bn: bool = False
+    def __init__(self, ctx: ddp_utils.DistContext) -> None:
+        self.ctx = ctx
 
-    def __post_init__(self) -> None:
-        if self.batch_size <= 0 or self.epochs <= 0 or self.image_size <= 0:
-            raise ValueError("TrainConfig: batch_size, epochs and image_size must be positive")
-        if self.max_steps is not None and self.max_steps <= 0:
-            raise ValueError("TrainConfig: max_steps must be positive")
-        if not 0 < self.pct_start < 1:
-            raise ValueError("TrainConfig: pct_start must be in (0, 1)")
-        if self.ema_decay is not None and not 0 < self.ema_decay < 1:
-            raise ValueError("TrainConfig: ema_decay must be in (0, 1)")
-        if self.backbone_from_teacher and not self.teacher:
-            raise ValueError("TrainConfig: backbone_from_teacher needs a teacher")
-        if self.backbone_from_teacher and self.backbone_weights:
-            raise ValueError("TrainConfig: give backbone_weights or backbone_from_teacher, not both")
-        if self.cls_prior is not None and not 0 < self.cls_prior < 1:
-            raise ValueError("TrainConfig: cls_prior must be in (0, 1)")
-        if self.teacher_runtime not in ("torch", "onnxruntime"):
-            raise ValueError(f"TrainConfig: teacher_runtime must be 'torch' or 'onnxruntime', got {self.teacher_runtime!r}")
-        if self.min_negatives < 0:
-            raise ValueError("TrainConfig: min_negatives must be >= 0")
-        if not 0 <= self.negative_frames < 1:
-            raise ValueError("TrainConfig: negative_frames must be in [0, 1)")
-        self.model_config()  # validates model name and techniques
+    def normalizers(self, matched: tuple[torch.Tensor, ...]) -> LossNormalizers:
+        counts = torch.stack([(matched[1] != 0).sum(), (matched[1] > 0).sum()]).float()
+        counts = ddp_utils.all_reduce_sum(counts, self.ctx)
+        pos = counts[0].clamp(min=1) / self.ctx.world_size
+        ldm = counts[1].clamp(min=1) / self.ctx.world_size
+        return LossNormalizers(task=(pos, ldm), distill=pos)
 
-    def model_config(self) -> ModelConfig:
-        cfg = get_config(self.model)
-        if self.techniques:
-            if cfg.techniques is None:
-                raise ValueError(f"TrainConfig: model {self.model!r} has no technique switches")
-            cfg = cfg.replace(techniques=dataclasses.replace(cfg.techniques, **dict(self.techniques)))
-        return cfg
-
-    def to_dict(self) -> dict[str, Any]:
-        d = dataclasses.asdict(self)
-        d["train_data"] = [dataclasses.asdict(s) for s in self.train_data]
-        d["techniques"] = None if self.techniques is None else dict(self.techniques)
-        return d
-
-    @classmethod
-    def from_dict(cls, data: Mapping[str, Any], base_dir: str | os.PathLike | None = None) -> TrainConfig:
-        _strict_fields(cls, data)
-        d = dict(data)
-
-        def path(p: str | None) -> str | None:
-            if p is None or base_dir is None or os.path.isabs(p):
-                return p
-            return str((Path(base_dir) / p).resolve())
-
-        sources = []
-        for s in d.pop("train_data", []) or []:
-            _strict_fields(DataSource, s)
-            s = dict(s)
-            s["labels"], s["images"] = path(s["labels"]), path(s["images"])
-            sources.append(DataSource(**s))
-        d["train_data"] = tuple(sources)
-        if "distill" in d and isinstance(d["distill"], Mapping):
-            _strict_fields(DistillConfig, d["distill"])
-            d["distill"] = DistillConfig(**d["distill"])
-        if "loss_weights" in d and isinstance(d["loss_weights"], Mapping):
-            _strict_fields(LossWeights, d["loss_weights"])
-            d["loss_weights"] = LossWeights(**d["loss_weights"])
-        if d.get("techniques") is not None:
-            _strict_fields(V2UltraTechniques, d["techniques"])
-        for key in ("out_dir", "backbone_weights", "init_weights", "teacher", "val_widerface"):
-            if key in d:
-                d[key] = path(d[key])
-        return cls(**d)
-
-    @classmethod
-    def from_file(cls, path: str | os.PathLike) -> TrainConfig:
-        """Load a YAML (``.yaml``/``.yml``, needs PyYAML from the ``train`` extra) or JSON config."""
-        p = Path(path)
-        text = p.read_text(encoding="utf-8")
-        if p.suffix in (".yaml", ".yml"):
-            try:
-                import yaml
-            except ImportError as exc:  # pragma: no cover - dependency of the train extra
-                raise ImportError('YAML configs need PyYAML: pip install "featherface[train]"') from exc
-            data = yaml.safe_load(text)
-        else:
-            data = json.loads(text)
-        if not isinstance(data, Mapping):
-            raise ValueError(f"{p}: a training config must be a mapping")
-        return cls.from_dict(data, base_dir=p.parent)
-
-
-class EpochBatchSampler(Sampler[list[int]]):
-    """Batches of a seeded per-epoch permutation, optionally starting at a given batch (for resume).
-
-    ``batch_size`` is the global batch. With ``world_size`` > 1, rank ``r`` yields the contiguous
-    slice ``[r * b, (r + 1) * b)`` (``b = batch_size / world_size``) of every global batch, so the
-    ranks together see exactly the batches of a single process with the same arguments.
-    """
-
-    def __init__(self, n: int, batch_size: int, seed: int, epoch: int, start_batch: int = 0,
-                 *, rank: int = 0, world_size: int = 1) -> None:
-        if world_size < 1 or not 0 <= rank < world_size:
-            raise ValueError(f"EpochBatchSampler: invalid rank {rank} for world size {world_size}")
-        if batch_size % world_size:
-            raise ValueError(f"EpochBatchSampler: batch size {batch_size} is not divisible by world size {world_size}")
-        self.n, self.batch_size, self.seed, self.epoch, self.start_batch = n, batch_size, seed, epoch, start_batch
-        self.rank, self.world_size = rank, world_size
-
-    def global_batches(self) -> list[list[int]]:
-        g = torch.Generator().manual_seed(self.seed * 1_000_003 + self.epoch)
-        perm = torch.randperm(self.n, generator=g).tolist()
-        nb = self.n // self.batch_size
-        return [perm[i * self.batch_size : (i + 1) * self.batch_size] for i in range(nb)]
-
-    def batches(self) -> list[list[int]]:
-        """This rank's batches (the global batches when ``world_size`` is 1)."""
-        if self.world_size == 1:
-            return self.global_batches()
-        b = self.batch_size // self.world_size
-        return [batch[self.rank * b : (self.rank + 1) * b] for batch in self.global_batches()]
-
-    def __iter__(self) -> Iterator[list[int]]:
-        yield from self.batches()[self.start_batch :]
-
-    def __len__(self) -> int:
-        return max(0, self.n // self.batch_size - self.start_batch)
-
-
-def load_backbone_weights(model: nn.Module, path: str | os.PathLike) -> int:
-    """Load an ImageNet MobileNetV1-0.25 safetensors file into ``model.backbone`` (strict, ``fc.*`` dropped)."""
-    from featherface.hub import load_state_dict_file
-
-    state = load_state_dict_file(path)
-    state = {k[len("module."):] if k.startswith("module.") else k: v for k, v in state.items()}
-    state = {k: v for k, v in state.items() if not k.startswith("fc.")}
-    backbone = model.backbone  # type: ignore[attr-defined]
-    missing, unexpected = set(backbone.state_dict()) - set(state), set(state) - set(backbone.state_dict())
-    if missing or unexpected:
-        raise ValueError(f"{path}: backbone keys do not match: missing {sorted(missing)[:3]}, unexpected {sorted(unexpected)[:3]}")
-    backbone.load_state_dict(state, strict=True)
-    return len(state)
-
-
-def load_teacher(path: str | os.PathLike, device: torch.device) -> nn.Module:
-    """A frozen V1 teacher from the authors' reference file or from one of our weight folders."""
-    from featherface.convert import ConversionError, load_reference_v1
-    from featherface.hub import load_weights_into, resolve_weights
-
-    p = Path(path)
-    try:
-        teacher = load_reference_v1(p) if p.is_file() else None
-    except ConversionError:
-        teacher = None
-    if teacher is None:
-        resolved = resolve_weights(None, weights=p)
-        teacher = create_network(resolved.config)
-        load_weights_into(teacher, resolved.model_file)
-    teacher = teacher.to(device).eval()
-    for prm in teacher.parameters():
-        prm.requires_grad_(False)
-    return teacher
+    def report(self, terms: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """The loss terms of the global batch (one all-reduce; detached)."""
+        return ddp_utils.reduce_terms(terms, self.ctx)
 
 
 class Trainer:
@@ -323,10 +123,6 @@ class Trainer:
             raise ValueError(f"batch_size {cfg.batch_size} (the global batch) is not divisible by the "
                              f"{self.dist.world_size} processes of this run")
         self.cuda = self.device.type == "cuda"
-        if not self.cuda:
-            # denormal floats (tiny gradients and attention products late in training) are ~100x slower
-            # on x86 CPUs; flushing them to zero changes no result that matters
-            torch.set_flush_denormal(True)
         self.out_dir = Path(cfg.out_dir)
         self.model_config = cfg.model_config()
         torch.manual_seed(cfg.seed)
@@ -334,13 +130,7 @@ class Trainer:
         if cfg.backbone_weights:
             load_backbone_weights(self.model, cfg.backbone_weights)
         if cfg.init_weights:  # fine-tune / continue from a weights folder of the same model config
-            from featherface.hub import load_weights_into, resolve_weights
-
-            resolved = resolve_weights(None, weights=cfg.init_weights)
-            if resolved.config != self.model_config:
-                raise ValueError(f"init_weights {cfg.init_weights}: weights are for {resolved.config.name} "
-                                 f"with another config than this run's {self.model_config.name}")
-            load_weights_into(self.model, resolved.model_file)
+            load_init_weights(self.model, cfg.init_weights, self.model_config)
         self.teacher = load_teacher(cfg.teacher, self.device) if cfg.teacher else None
         if cfg.backbone_from_teacher and not cfg.init_weights:
             assert self.teacher is not None  # TrainConfig checks it
@@ -401,6 +191,8 @@ class Trainer:
         self.step = 0
         self.history: list[dict[str, float]] = []
         self.priors = generate_priors((cfg.image_size, cfg.image_size), self.model_config.priors, device=self.device)
+        # what a data-parallel step does differently: loss denominators and reported terms of the global batch
+        self.batch_scope: _LocalBatch | _GlobalBatch = _GlobalBatch(self.dist) if self.dist.distributed else _LocalBatch()
         if resume is not None:
             self.load_checkpoint(resume)
         # the module the training forward runs through: DDP over ``self.model`` in a distributed run
@@ -415,46 +207,24 @@ class Trainer:
                 find_unused_parameters=find_unused,
             )
 
-    # -- checkpoints -------------------------------------------------------------------------------
+    # -- checkpoints (featherface.train.checkpoint) ----------------------------------------------------
     def checkpoint_state(self) -> dict[str, Any]:
-        return {
-            "version": CHECKPOINT_VERSION,
-            "config": json.dumps(self.cfg.to_dict()),
-            "model_config": json.dumps(self.model_config.to_dict()),
-            "step": self.step,
-            "model": self.model.state_dict(),
-            "ema": None if self.ema is None else self.ema.state_dict(),
-            "optimizer": self.optimizer.state_dict(),
-            "scheduler": self.scheduler.state_dict(),
-            "scaler": self.scaler.state_dict(),
-            "torch_rng": torch.get_rng_state(),
-        }
+        """The checkpoint dict of the run as it stands (see :func:`featherface.train.checkpoint.checkpoint_state`)."""
+        return checkpoint_state(
+            config=self.cfg, model_config=self.model_config, step=self.step, model=self.model, ema=self.ema,
+            optimizer=self.optimizer, scheduler=self.scheduler, scaler=self.scaler,
+        )
 
     def save_checkpoint(self, path: str | os.PathLike) -> Path:
-        p = Path(path)
-        p.parent.mkdir(parents=True, exist_ok=True)
-        tmp = p.with_suffix(p.suffix + ".tmp")
-        torch.save(self.checkpoint_state(), tmp)
-        os.replace(tmp, p)  # never leave a half-written checkpoint behind
-        return p
+        return save_checkpoint(self.checkpoint_state(), path)
 
     def load_checkpoint(self, path: str | os.PathLike) -> None:
-        state = torch.load(path, map_location=self.device, weights_only=True)
-        if state.get("version") != CHECKPOINT_VERSION:
-            raise ValueError(f"{path}: unsupported checkpoint version {state.get('version')}")
-        saved_model = ModelConfig.from_dict(json.loads(state["model_config"]))
-        if saved_model != self.model_config:
-            raise ValueError(f"{path}: checkpoint is for model config {saved_model}, not {self.model_config}")
-        self.model.load_state_dict(state["model"], strict=True)
-        if self.ema is not None:
-            if state["ema"] is None:
-                raise ValueError(f"{path}: checkpoint has no EMA state but ema_decay is set")
-            self.ema.load_state_dict(state["ema"])
-        self.optimizer.load_state_dict(state["optimizer"])
-        self.scheduler.load_state_dict(state["scheduler"])
-        self.scaler.load_state_dict(state["scaler"])
-        torch.set_rng_state(state["torch_rng"].cpu())
-        self.step = int(state["step"])
+        """Continue from a checkpoint of this model config: weights, EMA, optimizer, scheduler, scaler, RNG, step."""
+        state = read_checkpoint(path, model_config=self.model_config, device=self.device)
+        self.step = restore_checkpoint(
+            state, model=self.model, ema=self.ema, optimizer=self.optimizer, scheduler=self.scheduler,
+            scaler=self.scaler, where=path,
+        )
         logger.info("resumed from %s at step %d", path, self.step)
 
     # -- training ----------------------------------------------------------------------------------
@@ -467,7 +237,9 @@ class Trainer:
         """Leave the process group if this trainer created it (a no-op in a single process)."""
         ddp_utils.cleanup(self.dist)
 
-    def _loader(self, epoch: int, start_batch: int) -> DataLoader:
+    def data_loader(self, epoch: int, start_batch: int = 0) -> DataLoader:
+        """The loader of ``epoch`` from batch ``start_batch`` on: this rank's slices of the seeded global
+        batches (see :class:`EpochBatchSampler`), augmented for ``epoch``."""
         self.dataset.set_epoch(epoch)
         sampler = EpochBatchSampler(len(self.dataset), self.cfg.batch_size, self.cfg.seed, epoch, start_batch,
                                     rank=self.dist.rank, world_size=self.dist.world_size)
@@ -509,34 +281,21 @@ class Trainer:
             images = images.contiguous(memory_format=torch.channels_last)
         targets = [t.to(self.device, non_blocking=True) for t in targets]
         matched = self.criterion.match(targets, self.priors)
-        normalizers = None
-        if self.dist.distributed:  # denominators of the global batch (see MultiBoxLoss.forward)
-            counts = torch.stack([(matched[1] != 0).sum(), (matched[1] > 0).sum()]).float()
-            counts = ddp_utils.all_reduce_sum(counts, self.dist)
-            normalizers = (counts[0].clamp(min=1) / self.dist.world_size, counts[1].clamp(min=1) / self.dist.world_size)
+        norm = self.batch_scope.normalizers(matched)
         with torch.autocast(self.device.type, dtype=self.amp_dtype or torch.float32, enabled=self.amp_dtype is not None):
             feats, t_out = self.teacher_pass(images)
             out = self.net(feats) if feats is not None else self.net(images)
-            if normalizers is None:
-                task = self.criterion(out, None, self.priors, matched=matched)
-            else:
-                task = self.criterion(out, None, self.priors, matched=matched, normalizers=normalizers)
+            task = self.criterion(out, None, self.priors, matched=matched, normalizers=norm.task)
             if t_out is not None and self.distill is not None:
-                if normalizers is None:
-                    distill_terms = self.distill(out, t_out, matched[1])
-                else:
-                    distill_terms = self.distill(out, t_out, matched[1], pos_normalizer=normalizers[0])
+                distill_terms = self.distill(out, t_out, matched[1], pos_normalizer=norm.distill)
                 terms = combined_loss(task, distill_terms, self.cfg.distill)
                 total = terms["total"]
             else:
                 terms = dict(task)
                 total = task["loss"]
-        if self.dist.distributed:
-            reported = ddp_utils.reduce_terms(terms | {"total": total}, self.dist)
-            if not torch.isfinite(reported["total"]):  # every rank sees the same value and stops together
-                raise FloatingPointError(f"non-finite loss at step {self.step}: {({k: float(v) for k, v in reported.items()})}")
-        elif not torch.isfinite(total):
-            raise FloatingPointError(f"non-finite loss at step {self.step}: {({k: float(v) for k, v in terms.items()})}")
+        reported = self.batch_scope.report(terms | {"total": total})
+        if not torch.isfinite(reported["total"]):  # in a distributed run every rank sees the same value and stops together
+            raise FloatingPointError(f"non-finite loss at step {self.step}: {({k: float(v) for k, v in reported.items()})}")
         self.optimizer.zero_grad(set_to_none=True)
         self.scaler.scale(total).backward()
         if self.cfg.grad_clip:
@@ -548,9 +307,7 @@ class Trainer:
         if self.ema is not None:
             self.ema.update_parameters(self.model)
         self.step += 1
-        if self.dist.distributed:
-            return {k: float(v) for k, v in reported.items()}
-        return {k: float(v.detach()) for k, v in terms.items()} | {"total": float(total.detach())}
+        return {k: float(v) for k, v in reported.items()}
 
     def _log(self, record: dict[str, float]) -> None:
         self.history.append(record)
@@ -563,7 +320,20 @@ class Trainer:
         return self.ema.module if self.ema is not None else self.model
 
     def fit(self) -> list[dict[str, float]]:
-        """Train until ``total_steps``; returns the logged records."""
+        """Train until ``total_steps``; returns the logged records.
+
+        On the CPU, denormal floats are flushed to zero while it runs (tiny gradients and attention
+        products late in training are ~100x slower on x86 CPUs otherwise; no result that matters
+        changes). The process-wide flag is cleared again when ``fit`` returns or raises.
+        """
+        flush = not self.cuda and torch.set_flush_denormal(True)
+        try:
+            return self._fit()
+        finally:
+            if flush:
+                torch.set_flush_denormal(False)
+
+    def _fit(self) -> list[dict[str, float]]:
         cfg = self.cfg
         main = self.is_main
         world = self.dist.world_size
@@ -587,7 +357,7 @@ class Trainer:
         seen = 0
         while self.step < self.total_steps:
             epoch, start_batch = divmod(self.step, self.steps_per_epoch)
-            for images, targets in self._loader(epoch, start_batch):
+            for images, targets in self.data_loader(epoch, start_batch):
                 terms = self.train_step(images, targets)
                 seen += images.shape[0] * world  # the global batch (ranks take equal slices)
                 window.append(terms)
@@ -689,4 +459,4 @@ def train(config: TrainConfig | str | os.PathLike, *, resume: str | os.PathLike 
     return trainer
 
 
-__all__ = ["DataSource", "TrainConfig", "Trainer", "EpochBatchSampler", "load_backbone_weights", "load_teacher", "train"]
+__all__ = ["LossNormalizers", "Trainer", "train"]

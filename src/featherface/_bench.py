@@ -1,18 +1,19 @@
 """``featherface bench``: end-to-end CPU latency and peak memory of the detectors.
 
 For every configuration (model x backend x input size x threads) the benchmark starts a **fresh
-Python subprocess** (``python -m featherface.bench --worker CONFIG``), which loads the detector with
+Python subprocess** (``python -m featherface._bench --worker CONFIG``), which loads the detector with
 :func:`featherface.load_model` (``device="cpu"``, ``num_threads=N``), runs ``--warmup`` untimed
 calls and then ``--runs`` timed calls on one fixed image, and reports:
 
 - latency, p50 and p90 in milliseconds, of each stage and of the whole call, each timed with
-  ``time.perf_counter`` around the detector's own internals (nothing is reimplemented):
+  ``time.perf_counter`` around the public stages of the detector's own pipeline
+  (:class:`featherface.pipeline.DetectionPipeline`; nothing is reimplemented):
 
-  - ``preprocess``: ``FaceDetector._prepare`` (image to BGR array, resize if options ask) +
-    ``FaceDetector._to_tensor`` (float32, mean subtraction, NCHW / channels-last);
-  - ``network``: ``FaceDetector.forward_raw`` (the backend's runner);
-  - ``postprocess``: ``FaceDetector._decode`` (priors, decoding, score threshold, NMS) +
-    ``FaceDetector._to_detections`` (back to original-image pixels, :class:`Detection` objects);
+  - ``preprocess``: ``pipeline.preprocess`` (image to BGR array, resize if options ask) +
+    ``pipeline.batch`` (float32, mean subtraction, NCHW / channels-last);
+  - ``network``: ``pipeline.run`` (the backend's runner);
+  - ``postprocess``: ``pipeline.decode`` (priors, decoding, score threshold, NMS) +
+    :func:`featherface.pipeline.to_original` (back to original-image pixels, :class:`Detection` objects);
   - ``total``: the sum per call (its percentiles are taken over calls, not summed);
 
 - the number of detections (score threshold 0.5, the default), which drives the NMS cost;
@@ -20,18 +21,20 @@ calls and then ``--runs`` timed calls on one fixed image, and reports:
   .ru_maxrss``), so it includes the interpreter, torch/onnxruntime and the loaded model; also the
   high-water mark just before the warm-up (``VmHWM``), so the difference is what inference added.
 
-The image is ``examples/images/astronaut.png`` (shipped in the source tree; a fixed seeded noise
-image when absent) resized to each ``WxH`` beforehand, so the detector runs at that size.
+The image is the astronaut photo that ships in the package (``featherface/assets/astronaut.png``,
+public domain; a fixed seeded noise image when absent) resized to each ``WxH`` beforehand, so the
+detector runs at that size.
 Models with packaged weights (``v2_ultra``) use them; models without (``v1``) use a network
 initialised with ``torch.manual_seed(0)`` (``pretrained=False``): speed does not depend on the
 weight values, but the number of candidate boxes does, so the detection count is reported.
 For ``onnxruntime`` the raw ONNX graph of each model is exported once, in its own subprocess,
 before the timed workers start (the export's memory does not count against a configuration).
+
+The command line (flags, checks, output files) is :mod:`featherface.cli.bench`.
 """
 
 from __future__ import annotations
 
-import argparse
 import itertools
 import json
 import os
@@ -43,14 +46,13 @@ import time
 from pathlib import Path
 from typing import Any
 
-from featherface import cli
-
 DEFAULT_MODELS = ("v1", "v2_ultra")
 DEFAULT_BACKENDS = ("torch", "onnxruntime")
 DEFAULT_SIZES = ("320x240", "640x480", "1280x720")
 DEFAULT_THREADS = (1, 2)
 STAGES = ("preprocess", "network", "postprocess", "total")
-IMAGE = Path(__file__).resolve().parents[2] / "examples" / "images" / "astronaut.png"
+IMAGE = Path(__file__).resolve().parent / "assets" / "astronaut.png"
+"""The benchmark photo, shipped in the wheel (public domain, see ``assets/README.md``)."""
 
 
 # -- worker (runs in a fresh subprocess per configuration) -----------------------------------------
@@ -114,20 +116,22 @@ def run_worker(cfg: dict[str, Any]) -> dict[str, Any]:
         return {"exported": cfg.get("onnx_path")}
     det = _load(cfg)
     frame = _image(cfg["width"], cfg["height"])
-    opts = det.options
+    from featherface.pipeline import to_original
+
+    pipe, opts = det.pipeline, det.options
     hwm_before = _vm_hwm_kib()
     pc = time.perf_counter
     times: dict[str, list[float]] = {s: [] for s in STAGES}
     n_det = -1
     for i in range(cfg["warmup"] + cfg["runs"]):
         t0 = pc()
-        img, orig = det._prepare(frame, "bgr", opts)
-        batch = det._to_tensor([img])
+        prepared = pipe.preprocess(frame, opts, color="bgr")
+        batch = pipe.batch([prepared.image])
         t1 = pc()
-        raw = det.forward_raw(batch)
+        raw = pipe.run(batch)
         t2 = pc()
-        size = img.shape[:2]
-        dets = det._to_detections(det._decode(raw, size, opts)[0], size, orig)
+        size = prepared.network_size
+        dets = to_original(pipe.decode(raw, size, opts)[0], size, prepared.original_size)
         t3 = pc()
         n_det = len(dets)
         if i >= cfg["warmup"]:
@@ -151,11 +155,11 @@ def run_worker(cfg: dict[str, Any]) -> dict[str, Any]:
 
 def _worker_main(argv: list[str]) -> int:
     if len(argv) != 2 or argv[0] != "--worker":
-        sys.stderr.write("usage: python -m featherface.bench --worker CONFIG_JSON (internal; use 'featherface bench')\n")
-        return cli.EXIT_USAGE
+        sys.stderr.write("usage: python -m featherface._bench --worker CONFIG_JSON (internal; use 'featherface bench')\n")
+        return 2
     result = run_worker(json.loads(argv[1]))
     sys.stdout.write("FEATHERFACE_BENCH_RESULT " + json.dumps(result) + "\n")
-    return cli.EXIT_OK
+    return 0
 
 
 # -- driver -------------------------------------------------------------------------------------
@@ -194,23 +198,13 @@ def machine_info() -> dict[str, Any]:
 
 
 def _spawn(cfg: dict[str, Any], timeout: float | None = None) -> dict[str, Any]:
-    proc = subprocess.run([sys.executable, "-m", "featherface.bench", "--worker", json.dumps(cfg)],
+    proc = subprocess.run([sys.executable, "-m", "featherface._bench", "--worker", json.dumps(cfg)],
                           capture_output=True, text=True, timeout=timeout)
     for line in proc.stdout.splitlines():
         if line.startswith("FEATHERFACE_BENCH_RESULT "):
             return json.loads(line.split(" ", 1)[1])
     tail = (proc.stderr.strip().splitlines() or ["no output"])[-1]
     raise RuntimeError(f"worker exited with status {proc.returncode}: {tail}")
-
-
-def _parse_size(text: str) -> tuple[int, int]:
-    try:
-        w, h = (int(v) for v in text.lower().split("x"))
-        if w <= 0 or h <= 0:
-            raise ValueError
-        return w, h
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected WIDTHxHEIGHT (e.g. 640x480), got {text!r}") from None
 
 
 def _fmt(stat: dict[str, float]) -> str:
@@ -287,78 +281,11 @@ def run_benchmark(models: list[str], backends: list[str], sizes: list[tuple[int,
         "machine": machine_info(),
         "settings": {"runs": runs, "warmup": warmup, "image": IMAGE.name, "score_threshold": 0.5,
                      "memory": "ru_maxrss (RSS high-water) of a fresh subprocess per configuration",
-                     "stages": {"preprocess": "_prepare + _to_tensor", "network": "forward_raw",
-                                "postprocess": "_decode + _to_detections"}},
+                     "stages": {"preprocess": "pipeline.preprocess + pipeline.batch", "network": "pipeline.run",
+                                "postprocess": "pipeline.decode + to_original"}},
         "wall_s": round(time.time() - started, 1),
         "results": results,
     }
-
-
-# -- the CLI command ------------------------------------------------------------------------------
-
-
-def _add_bench_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--models", nargs="+", metavar="NAME", default=list(DEFAULT_MODELS),
-                   help=f"models to time (default: {' '.join(DEFAULT_MODELS)})")
-    p.add_argument("--backends", nargs="+", metavar="B", choices=DEFAULT_BACKENDS, default=list(DEFAULT_BACKENDS),
-                   help=f"inference backends (default: {' '.join(DEFAULT_BACKENDS)})")
-    p.add_argument("--sizes", nargs="+", metavar="WxH", type=_parse_size,
-                   default=[_parse_size(s) for s in DEFAULT_SIZES],
-                   help=f"input sizes, width x height (default: {' '.join(DEFAULT_SIZES)})")
-    p.add_argument("--threads", nargs="+", metavar="N", type=int, default=list(DEFAULT_THREADS),
-                   help="CPU thread counts (num_threads=) (default: 1 2)")
-    p.add_argument("--runs", metavar="N", type=int, default=30, help="timed runs per configuration (default 30)")
-    p.add_argument("--warmup", metavar="N", type=int, default=5, help="untimed warm-up runs (default 5)")
-    p.add_argument("--weights", nargs="+", metavar="NAME=PATH", default=[],
-                   help="weights folder or .safetensors file for a model (e.g. v1=reference_v1); default: the "
-                        "model's published weights, or a seeded random network for a model without any")
-    p.add_argument("--json-out", metavar="FILE", default=None, help="write the full report as JSON")
-    p.add_argument("--md-out", metavar="FILE", default=None, help="write the Markdown table")
-
-
-def _cmd_bench(args: argparse.Namespace) -> int:
-    from featherface.registry import list_models
-
-    unknown = [m for m in args.models if m not in list_models()]
-    if unknown:
-        raise cli.CLIError(f"unknown model(s) {', '.join(unknown)}; known: {', '.join(list_models())}", cli.EXIT_USAGE)
-    if args.runs < 1 or args.warmup < 0 or any(n < 1 for n in args.threads):
-        raise cli.CLIError("--runs and --threads must be >= 1, --warmup >= 0", cli.EXIT_USAGE)
-    weights: dict[str, str] = {}
-    for item in args.weights:
-        name, sep, path = item.partition("=")
-        if not sep or name not in args.models or not path:
-            raise cli.CLIError(f"--weights takes NAME=PATH for one of the timed models, got {item!r}", cli.EXIT_USAGE)
-        if not Path(path).exists():
-            raise cli.CLIError(f"--weights {name}: {path} does not exist", cli.EXIT_USAGE)
-        weights[name] = str(Path(path).resolve())
-    report = run_benchmark(args.models, args.backends, args.sizes, args.threads, args.runs, args.warmup,
-                           weights=weights)
-    report["command"] = "featherface bench " + " ".join(
-        [f"--models {' '.join(args.models)}", f"--backends {' '.join(args.backends)}",
-         f"--sizes {' '.join(f'{w}x{h}' for w, h in args.sizes)}", f"--threads {' '.join(map(str, args.threads))}",
-         f"--runs {args.runs}", f"--warmup {args.warmup}"]
-        + ([f"--weights {' '.join(args.weights)}"] if args.weights else []))
-    table = markdown_table(report)
-    if args.json_out:
-        Path(args.json_out).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.json_out).write_text(json.dumps(report, indent=2) + "\n")
-    if args.md_out:
-        Path(args.md_out).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.md_out).write_text(table)
-    print(table, end="")
-    failed = sum("error" in r for r in report["results"])
-    return cli.EXIT_FAILURE if failed else cli.EXIT_OK
-
-
-cli.register_subcommand(
-    cli.Subcommand(
-        "bench", "time detection end to end (preprocess / network / postprocess) and peak memory",
-        _add_bench_arguments, _cmd_bench,
-        "Time each model x backend x size x threads configuration in a fresh subprocess: p50/p90 latency "
-        "of preprocessing, the network and postprocessing, detections count and peak RSS. See docs/benchmarks.md.",
-    )
-)
 
 
 if __name__ == "__main__":

@@ -1,0 +1,63 @@
+"""``featherface convert-reference``: install the FeatherFace authors' V1 weights (or convert them to a folder).
+
+A core command: it needs only torch and safetensors, not the ``train`` extra.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from featherface.cli import EXIT_OK, EXIT_USAGE, CLIError
+
+_DESCRIPTION = (
+    "Convert the FeatherFace authors' V1 weights (MIT licence, not shipped with featherface) to "
+    "featherface's format. With no OUT (or with --install) the result is installed in the local store "
+    "($FEATHERFACE_CACHE/installed/v1, default ~/.cache/featherface/installed/v1), after which "
+    "featherface.load_model('v1') and 'featherface detect --model v1' work offline; with OUT a weights "
+    "folder (config.json + model.safetensors) is written there. SOURCE is the authors' state dict as "
+    "safetensors, e.g. featherface_v1_reference.safetensors, or weights/mobilenet0.25_Final.pth of "
+    "https://github.com/fokouarnaud/FeatherFace once converted to safetensors (docs/cli.md shows how)."
+)
+
+
+def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    p = sub.add_parser("convert-reference",
+                       help="install the authors' V1 weights (or convert them to a weights folder)",
+                       description=_DESCRIPTION)
+    p.add_argument("source", metavar="SOURCE", help="the authors' V1 weights as .safetensors (original key names)")
+    p.add_argument("out", metavar="OUT", nargs="?", default=None,
+                   help="write a weights folder here instead of installing (add --install to do both)")
+    p.add_argument("--install", action="store_true",
+                   help="install in the local store (the default when OUT is not given)")
+    p.set_defaults(func=_cmd_convert_reference)
+
+
+def _cmd_convert_reference(args: argparse.Namespace) -> int:
+    from safetensors import SafetensorError
+
+    from featherface.convert import install_reference_v1, load_reference_v1
+    from featherface.errors import ConversionError
+    from featherface.hub import MODEL_FILENAME, save_weights_folder, sha256_file
+
+    source = Path(args.source)
+    if not source.is_file():
+        raise CLIError(f"no such file: {source}", EXIT_USAGE)
+    try:
+        model = load_reference_v1(source)
+    except SafetensorError as exc:
+        raise CLIError(f"{source}: not a valid safetensors file ({exc})") from None
+    except ConversionError as exc:  # one line: the first problems and how many more
+        head, *problems = [line.strip() for line in str(exc).splitlines()]
+        if not problems:
+            raise CLIError(head) from None
+        more = f" (and {len(problems) - 2} more)" if len(problems) > 2 else ""
+        raise CLIError(f"{source}: not the authors' V1 weights: {'; '.join(problems[:2])}{more}") from None
+    if args.out is not None:
+        sha = save_weights_folder(model, model.config, args.out)  # type: ignore[arg-type]
+        print(f"wrote {args.out} (model.safetensors sha256 {sha})")
+    if args.out is None or args.install:
+        folder = install_reference_v1(source, model)
+        print(f"installed v1 weights in {folder} (model.safetensors sha256 {sha256_file(folder / MODEL_FILENAME)})")
+        print("load them with featherface.load_model(\"v1\") or 'featherface detect IMAGE --model v1' (offline)")
+    return EXIT_OK
