@@ -237,12 +237,15 @@ def _first_command(item: pytest.Item) -> str:
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Mark the blocks of :data:`KNOWN_FAILURES` as strict ``xfail``."""
+    """Mark the blocks of :data:`KNOWN_FAILURES` as strict ``xfail``, and shell blocks as ``slow`` (each
+    starts Python processes: the fast lane ``-m "not slow"`` runs the Python blocks only)."""
     for item in items:
         if not is_doc_page_item(item):
             continue
         page = Path(item.path).resolve().relative_to(ROOT).as_posix()
         first = _first_command(item)
+        if first:
+            item.add_marker(pytest.mark.slow)
         for (known_page, start), reason in KNOWN_FAILURES.items():
             if page == known_page and first.startswith(start):
                 item.add_marker(pytest.mark.xfail(reason=reason, strict=True))

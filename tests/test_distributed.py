@@ -101,6 +101,7 @@ def _bn_worker(rank: int, port: int, x: torch.Tensor, result: dict) -> None:  # 
     dist.destroy_process_group()
 
 
+@pytest.mark.slow
 def test_global_batchnorm_matches_batchnorm_on_the_whole_batch() -> None:
     """GlobalBatchNorm2d (the CPU SyncBatchNorm) on 2 ranks x 2 images == BatchNorm2d on the 4 images:
     outputs, input and weight gradients, running statistics (rel 1e-5)."""

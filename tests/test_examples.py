@@ -171,6 +171,7 @@ def test_small_faces_pastes_known_faces_and_scores_them():
     assert found == [False, False, False, True] and false == 1
 
 
+@pytest.mark.slow
 def test_small_faces_runs(tmp_path):
     proc = run_example("small_faces.py", "--heights", "16", "32", "--copies", "1", "--upscales", "1", "2",
                        "--score-thresholds", "0.3", "0.6", "--json", "--save-image", str(tmp_path / "t.png"), *RANDOM)

@@ -342,3 +342,51 @@ def test_find_cycles_lists_each_elementary_cycle(tmp_path: Path) -> None:
     })
     cycles = find_cycles(import_graph(tmp_path, "q"))
     assert sorted(cycles) == [["q.a", "q.b", "q.a"], ["q.a", "q.c", "q.b", "q.a"]]
+
+
+def private_uses(root: Path, package: str) -> list[str]:
+    """``file:line`` of every place a module of ``package`` uses another module's private member:
+    ``from featherface.x import _name`` (``_name`` not a submodule), or ``alias._name`` where ``alias``
+    was bound by an import of a ``featherface`` module or name. Private *modules* (``_stream``...) may
+    be imported: they are the package's machinery; their members without underscore are its interface."""
+    modules = find_modules(root, package)
+    found = []
+    for name, path in modules.items():
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+        bound: set[str] = set()
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Import):
+                bound |= {(a.asname or a.name).split(".")[0] for a in node.names if a.name.startswith(package)}
+            elif isinstance(node, ast.ImportFrom) and (node.module or "").startswith(package) and not node.level:
+                for a in node.names:
+                    bound.add(a.asname or a.name)
+                    if a.name.startswith("_") and not a.name.startswith("__") and f"{node.module}.{a.name}" not in modules:
+                        found.append(f"{path.relative_to(root)}:{node.lineno}: from {node.module} import {a.name}")
+        for node in ast.walk(tree):
+            if (isinstance(node, ast.Attribute) and node.attr.startswith("_") and not node.attr.startswith("__")
+                    and isinstance(node.value, ast.Name) and node.value.id in bound):
+                qualified = f"{package}.{node.attr}" if node.value.id == package else None
+                if qualified in modules:
+                    continue  # featherface._stream: a private module, not a private member
+                found.append(f"{path.relative_to(root)}:{node.lineno}: {node.value.id}.{node.attr}")
+    return found
+
+
+def test_no_module_uses_another_modules_private_members() -> None:
+    """The stages, runners, builder and CLI talk through public names only (issue 13)."""
+    uses = private_uses(SRC, PACKAGE)
+    assert not uses, "private members used across modules:\n" + "\n".join(uses)
+
+
+def test_private_use_scan_finds_what_it_should(tmp_path: Path) -> None:
+    pkg = tmp_path / "featherface"
+    pkg.mkdir()
+    (pkg / "__init__.py").write_text("")
+    (pkg / "_machinery.py").write_text("def run():\n    pass\n\ndef _helper():\n    pass\n")
+    (pkg / "a.py").write_text(
+        "from featherface import _machinery\nfrom featherface._machinery import _helper\n"
+        "import featherface.b as b\n\ndef f():\n    _machinery.run()\n    return b._secret\n"
+    )
+    (pkg / "b.py").write_text("_secret = 1\n")
+    got = private_uses(tmp_path, "featherface")
+    assert got == ["featherface/a.py:2: from featherface._machinery import _helper", "featherface/a.py:7: b._secret"]

@@ -22,6 +22,7 @@ def _run(script: str, *args: str) -> str:
     return proc.stdout
 
 
+@pytest.mark.slow
 def test_profile_script_reports_operator_and_module_tables(tmp_path: Path) -> None:
     out = _run("profile_onnxruntime.py", "--size", "96x64", "--threads", "1", "--runs", "2", "--warmup", "1",
                "--json-out", str(tmp_path / "p.json"))
@@ -30,6 +31,7 @@ def test_profile_script_reports_operator_and_module_tables(tmp_path: Path) -> No
     assert report["by_operator_us"]["Conv"] > 0 and report["network_ms_unprofiled"] > 0
 
 
+@pytest.mark.slow
 def test_variants_script_times_each_variant() -> None:
     out = _run("onnxruntime_variants.py", "--size", "96x64", "--threads", "1", "--runs", "2", "--warmup", "1",
                "--variants", "backend", "opset17", "fixed-shape")

@@ -13,10 +13,13 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[1]
 SCRIPT = ROOT / "benchmarks" / "peers.py"
 
 
+@pytest.mark.slow
 def test_peers_script_runs_featherface_rows_and_reports_skips(tmp_path: Path) -> None:
     json_out, md_out = tmp_path / "peers.json", tmp_path / "peers.md"
     proc = subprocess.run(

@@ -92,6 +92,7 @@ def test_batch_function_without_ray(weights: Path, images: list[Path], reference
         fn({"file": paths})
 
 
+@pytest.mark.slow
 def test_map_batches_on_a_local_ray_cluster(weights: Path, images: list[Path],
                                             reference: featherface.FaceDetector) -> None:
     """``examples/ray_folder.py``: ``ray.init(num_cpus=2)``, ``read_binary_files``, ``map_batches(

@@ -86,6 +86,7 @@ def test_config_from_yaml_and_json(shared: Path, small_labels: Path, tmp_path: P
             TrainConfig.from_file(cfg_file)  # the shipped example configs parse
 
 
+@pytest.mark.slow
 def test_training_lowers_the_loss_and_resume_is_exact(shared: Path, small_labels: Path, tmp_path: Path) -> None:
     cfg = _config(shared, small_labels, tmp_path / "a", max_steps=6, save_every_steps=3, pct_start=0.1)
     a = Trainer(cfg)
@@ -183,6 +184,7 @@ def _recall(model: torch.nn.Module, images: torch.Tensor, targets: list[torch.Te
     return hit / total, sum(len(d.boxes) for d in dets)
 
 
+@pytest.mark.slow
 def test_overfitting_four_images_reaches_high_recall(shared: Path, small_labels: Path) -> None:
     """Four fixed images (11 faces), no augmentation: training reaches recall >= 0.9 at IoU 0.5.
 

@@ -99,13 +99,12 @@ def fold_bn_pair(module: nn.Module, conv_name: str, bn_name: str) -> bool:
 def fold_sequential(seq: nn.Sequential) -> int:
     """Fold every ``conv -> BN`` pair of consecutive children of ``seq`` in place; returns the count."""
     n = 0
-    names = list(seq._modules)
-    for prev, cur in zip(names, names[1:]):
-        conv, bn = seq._modules[prev], seq._modules[cur]
+    children = list(seq.named_children())
+    for (_, conv), (name, bn) in zip(children, children[1:]):
         if isinstance(conv, nn.Conv2d) and isinstance(bn, nn.BatchNorm2d) and is_foldable_bn(bn) \
                 and conv.out_channels == bn.num_features:
             fold_bn_into_conv(conv, bn)
-            seq._modules[cur] = nn.Identity()
+            setattr(seq, name, nn.Identity())
             n += 1
     return n
 
@@ -159,7 +158,7 @@ class FusedModulatedDeformConv2d(nn.Module):
 
 def count_batchnorms(model: nn.Module) -> int:
     """Number of ``BatchNorm`` modules in ``model``."""
-    return sum(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in model.modules())
+    return sum(isinstance(m, (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d, nn.SyncBatchNorm)) for m in model.modules())
 
 
 def _has_fuse(m: nn.Module) -> bool:
@@ -172,11 +171,12 @@ def _fuse_tree(m: nn.Module, done: dict[int, nn.Module]) -> nn.Module:
     and its replacement stays shared."""
     if id(m) in done:
         return done[id(m)]
+    # every child slot, a module registered under two names included (``named_children`` lists it once)
     for name, child in list(m._modules.items()):
         if child is not None:
             new = _fuse_tree(child, done)
             if new is not child:
-                m._modules[name] = new
+                setattr(m, name, new)
     out = m
     if isinstance(m, nn.Sequential):
         fold_sequential(m)

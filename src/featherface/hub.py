@@ -183,7 +183,7 @@ def _resolve_explicit(weights: str | os.PathLike, expected: ModelConfig | None, 
     return ResolvedWeights(model_file, config, "explicit", _verify(model_file, sha256))
 
 
-def _hub_errors() -> tuple[type[BaseException], ...]:
+def hub_errors() -> tuple[type[BaseException], ...]:
     """Exceptions that mean "the Hub is unreachable here", which allow the packaged fallback."""
     from huggingface_hub import errors
 
@@ -341,7 +341,7 @@ def resolve_weights(
         return _resolve_hub(spec, revision, cache_dir, local_files_only)
     except WeightsError:
         raise
-    except _hub_errors() as exc:
+    except hub_errors() as exc:
         if revision not in (None, spec.weights.revision):
             raise WeightsError(f"cannot fetch revision {revision!r} of {spec.weights.repo_id}: {exc}") from exc
         logger.warning(

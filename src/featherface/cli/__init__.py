@@ -144,7 +144,7 @@ def error_message(exc: BaseException) -> str:
     return text.splitlines()[0] if text.strip() else type(exc).__name__
 
 
-def _error(message: str) -> None:
+def print_error(message: str) -> None:
     sys.stderr.write(f"{PROG}: error: {message}\n")
     sys.stderr.flush()
 
@@ -288,7 +288,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return int(run(args))
     except KeyboardInterrupt:
-        _error("interrupted")
+        print_error("interrupted")
         return 130
     except BrokenPipeError:  # e.g. `featherface detect ... | head`: stop quietly
         try:
@@ -301,7 +301,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         code = exit_code(exc)
         if code is None:
             raise
-        _error(error_message(exc))
+        print_error(error_message(exc))
         logger.debug("featherface: traceback", exc_info=True)
         return code
 

@@ -10,7 +10,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-from featherface.cli import EXIT_FAILURE, EXIT_OK, EXIT_USAGE, CLIError, _error
+from featherface.cli import EXIT_FAILURE, EXIT_OK, EXIT_USAGE, CLIError, print_error
 from featherface.cli._options import add_model_arguments, load_detector_from_args
 
 logger = logging.getLogger(__name__)
@@ -132,7 +132,7 @@ def _cmd_detect(args: argparse.Namespace) -> int:
         if isinstance(faces, Exception):  # ImageError (undecodable...), above max_input_pixels
             exc = faces
             failures += 1
-            _error(f"{exc}" if str(path) in str(exc) else f"{path}: {exc}")
+            print_error(f"{exc}" if str(path) in str(exc) else f"{path}: {exc}")
             continue
         assert size is not None
         height, width = size
@@ -151,12 +151,12 @@ def _cmd_detect(args: argparse.Namespace) -> int:
                 _write_jpeg(out, draw(bgr, faces, color="bgr"))
             except (ValueError, OSError) as exc:
                 failures += 1
-                _error(f"cannot write {out}: {exc}")
+                print_error(f"cannot write {out}: {exc}")
                 continue
             logger.info("featherface: wrote %s", out)
             if not args.json:
                 print(f"  saved: {out}")
     if failures:
-        _error(f"{failures} of {_plural(len(paths), 'image')} failed")
+        print_error(f"{failures} of {_plural(len(paths), 'image')} failed")
         return EXIT_FAILURE
     return EXIT_OK

@@ -6,7 +6,7 @@ import argparse
 import json
 from typing import Any
 
-from featherface.cli import EXIT_FAILURE, EXIT_OK, EXIT_USAGE, CLIError, _error
+from featherface.cli import EXIT_FAILURE, EXIT_OK, EXIT_USAGE, CLIError, print_error
 
 
 def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -113,7 +113,7 @@ def _cmd_models(args: argparse.Namespace) -> int:
 def _cmd_download(args: argparse.Namespace) -> int:
     from featherface.errors import WeightsError
     from featherface.hub import (
-        _hub_errors,
+        hub_errors,
         download_weights,
         install_hint,
         installed_weights_dir,
@@ -129,7 +129,7 @@ def _cmd_download(args: argparse.Namespace) -> int:
     for name in args.names:  # every name is known before anything is fetched (UnknownModelError: exit 2)
         get_spec(name)
     names = list_models() if args.all else list(dict.fromkeys(args.names))
-    download_errors: tuple[type[BaseException], ...] = (WeightsError, *_hub_errors())
+    download_errors: tuple[type[BaseException], ...] = (WeightsError, *hub_errors())
     failures = 0
     fetched = 0
     for name in names:
@@ -147,13 +147,13 @@ def _cmd_download(args: argparse.Namespace) -> int:
         if published is None:
             failures += 1
             how = "install the authors' release with 'featherface convert-reference PATH', or " if install_hint(name) else ""
-            _error(f"{name}: no published weights yet, nothing to download ({how}use your own with --weights PATH)")
+            print_error(f"{name}: no published weights yet, nothing to download ({how}use your own with --weights PATH)")
             continue
         try:
             resolved = download_weights([name], cache_dir=args.cache_dir)[name]
         except download_errors as exc:
             failures += 1
-            _error(f"{name}: download failed: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}")
+            print_error(f"{name}: download failed: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}")
             continue
         print(f"{name}: {resolved.model_file} (sha256 {resolved.sha256})")
         fetched += 1

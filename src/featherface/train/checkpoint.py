@@ -22,8 +22,9 @@ from typing import Any
 import torch
 from torch import nn
 
+from featherface._builder import load_network
 from featherface.config import ModelConfig
-from featherface.models import create_network
+from featherface.errors import ConfigMismatchError
 from featherface.train.config import TrainConfig
 
 CHECKPOINT_VERSION = 1
@@ -117,19 +118,16 @@ def load_backbone_weights(model: nn.Module, path: str | os.PathLike) -> int:
 def load_init_weights(model: nn.Module, path: str | os.PathLike, model_config: ModelConfig) -> None:
     """Load a weights folder (``config.json`` + ``model.safetensors``, e.g. an exported run or the
     packaged weights) into ``model``; its config must equal ``model_config`` (``init_weights``)."""
-    from featherface.hub import load_weights_into, resolve_weights
-
-    resolved = resolve_weights(None, weights=path)
-    if resolved.config != model_config:
-        raise ValueError(f"init_weights {path}: weights are for {resolved.config.name} "
-                         f"with another config than this run's {model_config.name}")
-    load_weights_into(model, resolved.model_file)
+    try:
+        loaded = load_network(weights=path, expected_config=model_config)
+    except ConfigMismatchError as exc:
+        raise ValueError(f"init_weights {path}: {exc} (this run's model)") from None
+    model.load_state_dict(loaded.network.state_dict(), strict=True)
 
 
 def load_teacher(path: str | os.PathLike, device: torch.device) -> nn.Module:
     """A frozen V1 teacher from the authors' reference file or from one of our weight folders."""
     from featherface.convert import ConversionError, load_reference_v1
-    from featherface.hub import load_weights_into, resolve_weights
 
     p = Path(path)
     try:
@@ -137,9 +135,7 @@ def load_teacher(path: str | os.PathLike, device: torch.device) -> nn.Module:
     except ConversionError:
         teacher = None
     if teacher is None:
-        resolved = resolve_weights(None, weights=p)
-        teacher = create_network(resolved.config)
-        load_weights_into(teacher, resolved.model_file)
+        teacher = load_network(weights=p).network
     teacher = teacher.to(device).eval()
     for prm in teacher.parameters():
         prm.requires_grad_(False)

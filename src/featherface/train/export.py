@@ -20,7 +20,8 @@ from torch import nn
 from featherface import __version__
 from featherface.config import ModelConfig
 from featherface.hub import save_weights_folder, strip_module_prefix
-from featherface.models import count_parameters, create_network, thop_equivalent_parameters
+from featherface.models import count_parameters, thop_equivalent_parameters
+from featherface.registry import build_model
 
 WIDER_NOTE = (
     "Trained on WIDER FACE train images. WIDER FACE is provided for non-commercial research purposes "
@@ -125,7 +126,7 @@ def load_checkpoint_model(checkpoint: str | os.PathLike, *, use_ema: bool = True
     (:mod:`featherface.train.checkpoint`)."""
     state = torch.load(checkpoint, map_location="cpu", weights_only=True)
     config = ModelConfig.from_dict(json.loads(state["model_config"]))
-    model = create_network(config)
+    model = build_model(config)
     weights = state["model"]
     if use_ema and state.get("ema") is not None:
         # AveragedModel's state: the network under ``module.``, plus its ``n_averaged`` counter

@@ -38,9 +38,10 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader
 
-from featherface.models import count_parameters, create_network
+from featherface.models import count_parameters
 from featherface.models.layers import DetectionHeads
 from featherface.priors import generate_priors
+from featherface.registry import build_model
 from featherface.train import distributed as ddp_utils
 from featherface.train.augment import TrainTransform
 from featherface.train.checkpoint import (
@@ -126,7 +127,7 @@ class Trainer:
         self.out_dir = Path(cfg.out_dir)
         self.model_config = cfg.model_config()
         torch.manual_seed(cfg.seed)
-        self.model = create_network(self.model_config)
+        self.model = build_model(self.model_config)
         if cfg.backbone_weights:
             load_backbone_weights(self.model, cfg.backbone_weights)
         if cfg.init_weights:  # fine-tune / continue from a weights folder of the same model config

@@ -13,6 +13,7 @@ Dataset layout (what ``shared/scripts/assemble_widerface.py`` writes)::
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import tempfile
@@ -25,8 +26,9 @@ import numpy as np
 import torch
 from torch import nn
 
-from featherface.api import DetectorOptions, FaceDetector
+from featherface.api import FaceDetector
 from featherface.config import ModelConfig
+from featherface.options import DetectorOptions
 from featherface.train.evaluate import evaluate_widerface, plot_pr_curves, write_predictions
 
 logger = logging.getLogger(__name__)
@@ -105,7 +107,7 @@ def predict_widerface(
 
 
 def vars_of(opts: DetectorOptions) -> dict[str, Any]:
-    return {f: getattr(opts, f) for f in opts.__dataclass_fields__}
+    return dataclasses.asdict(opts)
 
 
 def evaluate_detector_on_widerface(
