@@ -21,6 +21,7 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 from featherface._version import __version__
+from featherface.errors import __all__ as _ERROR_NAMES
 
 if TYPE_CHECKING:
     from featherface.api import FaceDetector, load_model
@@ -40,29 +41,6 @@ if TYPE_CHECKING:
     from featherface.types import Detection, detections_to_arrays
     from featherface.visualize import draw
 
-__all__ = [
-    "__version__",
-    "load_model",
-    "list_models",
-    "build_model",
-    "FaceDetector",
-    "DetectorOptions",
-    "Detection",
-    "detections_to_arrays",
-    "draw",
-    "ModelConfig",
-    "PriorConfig",
-    "V2UltraTechniques",
-    "ImageError",
-    "DeviceError",
-    "UnknownModelError",
-    "WeightsError",
-    "WeightsIntegrityError",
-    "ConfigMismatchError",
-    "WeightsNotInstalledError",
-    "ConversionError",
-]
-
 _LAZY = {
     "load_model": "featherface.api",
     "FaceDetector": "featherface.api",
@@ -75,10 +53,11 @@ _LAZY = {
     "ModelConfig": "featherface.config",
     "PriorConfig": "featherface.config",
     "V2UltraTechniques": "featherface.config",
-    **{name: "featherface.errors" for name in (
-        "ImageError", "DeviceError", "UnknownModelError", "WeightsError", "WeightsIntegrityError",
-        "ConfigMismatchError", "WeightsNotInstalledError", "ConversionError")},
+    **dict.fromkeys(_ERROR_NAMES, "featherface.errors"),  # every exception type a caller may catch
 }
+"""Public name -> the module that defines it (imported on first access)."""
+
+__all__ = ["__version__", *_LAZY]
 
 
 SUBMODULES: frozenset[str] = frozenset({

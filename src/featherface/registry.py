@@ -43,18 +43,18 @@ _REGISTRY: dict[str, ModelSpec] = {
         config=_V2_ULTRA,
         description="FeatherFace V2 Ultra: width-20 neck, shared attention, distilled from v1; ~244.5 K params",
         weights=WeightsSpec(
-            # Trained by this project on a 2-core CPU from the reference V1's frozen backbone
-            # (configs/cpu/v2_ultra_s1_frozen.yaml; provenance of every part in the model card and
-            # docs/models.md). Not uploaded to the Hub yet (revision None): the packaged copy is used.
+            # Trained by this project on 2-core CPUs from the reference V1's backbone, frozen then
+            # fine-tuned (configs/cpu/v2_ultra_s1_frozen.yaml, configs/cpu/v2_ultra_s2_unfrozen.yaml;
+            # provenance of every part in the model card and docs/models.md). Not uploaded to the Hub yet (revision None): the packaged copy is used.
             # repo_id is where the Hub-ready folder (src/featherface/weights/v2_ultra) is to be published.
             repo_id="featherface/featherface-v2-ultra",
             revision=None,
             filename="model.safetensors",
-            sha256="1aa96a68e88bf82524c88fe183b5272c36fb3ca27ec2645af7e29086b782bd22",
+            sha256="c2bdb941af028cc4775654399e525c4214eee7bc5d2647f6ed2e2771d2461baa",
             num_params=244_523,
             license="MIT (weights trained on WIDER FACE: non-commercial research data; backbone from the MIT-licensed FeatherFace V1 release)",
             packaged="v2_ultra",
-            metrics={"easy": 0.7383853165643147, "medium": 0.6452028573631748, "hard": 0.41917449953741326},
+            metrics={"easy": 0.7656058394358997, "medium": 0.6716220793125196, "hard": 0.433474737961719},
             metrics_protocol="AP on the full WIDER FACE val set (3,226 images), original size, official protocol",
         ),
     ),
