@@ -46,6 +46,19 @@ import time
 from pathlib import Path
 from typing import Any
 
+__all__ = [
+    "DEFAULT_MODELS",
+    "DEFAULT_BACKENDS",
+    "DEFAULT_SIZES",
+    "DEFAULT_THREADS",
+    "STAGES",
+    "IMAGE",
+    "run_worker",
+    "machine_info",
+    "markdown_table",
+    "run_benchmark",
+]
+
 DEFAULT_MODELS = ("v1", "v2_ultra")
 DEFAULT_BACKENDS = ("torch", "onnxruntime")
 DEFAULT_SIZES = ("320x240", "640x480", "1280x720")

@@ -43,6 +43,34 @@ from torch import nn
 from featherface.config import ModelConfig, ModelSpec
 from featherface.errors import ConfigMismatchError, WeightsError, WeightsIntegrityError, WeightsNotInstalledError
 
+__all__ = [
+    "MODEL_FILENAME",
+    "CONFIG_FILENAME",
+    "SOURCE_FILENAME",
+    "INSTALL_HINTS",
+    "ResolvedWeights",
+    "sha256_file",
+    "packaged_weights_dir",
+    "featherface_cache_dir",
+    "installed_weights_dir",
+    "is_installed",
+    "read_install_record",
+    "install_hint",
+    "hub_errors",
+    "install_weights",
+    "resolve_weights",
+    "load_state_dict_file",
+    "strip_module_prefix",
+    "load_weights_into",
+    "save_weights_folder",
+    "download_weights",
+    "WeightsSource",
+    "WeightsError",
+    "WeightsIntegrityError",
+    "ConfigMismatchError",
+    "WeightsNotInstalledError",
+]
+
 logger = logging.getLogger(__name__)
 
 WeightsSource = Literal["explicit", "hub", "packaged", "installed", "random"]

@@ -23,6 +23,15 @@ from featherface.cli import EXIT_USAGE, CLIError, error_message, exit_code
 if TYPE_CHECKING:
     from featherface import DetectorOptions, FaceDetector
 
+__all__ = [
+    "DETECTION_FLAGS",
+    "add_detection_option_arguments",
+    "add_model_arguments",
+    "detector_options_from_args",
+    "detector_options",
+    "load_detector_from_args",
+]
+
 logger = logging.getLogger(__name__)
 
 

@@ -9,6 +9,8 @@ from pathlib import Path
 from featherface import _bench as bench
 from featherface.cli import EXIT_FAILURE, EXIT_OK, EXIT_USAGE, CLIError
 
+__all__ = ["register", "parse_size"]
+
 
 def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p = sub.add_parser(

@@ -10,6 +10,8 @@ from pathlib import Path
 
 from featherface.cli import EXIT_OK, EXIT_USAGE, CLIError
 
+__all__ = ["register"]
+
 _DESCRIPTION = (
     "Convert the FeatherFace authors' V1 weights (MIT licence, not shipped with featherface) to "
     "featherface's format. With no OUT (or with --install) the result is installed in the local store "

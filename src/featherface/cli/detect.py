@@ -13,6 +13,8 @@ from typing import Any
 from featherface.cli import EXIT_FAILURE, EXIT_OK, EXIT_USAGE, CLIError, print_error
 from featherface.cli._options import add_model_arguments, load_detector_from_args
 
+__all__ = ["IMAGE_EXTENSIONS", "register", "expand_inputs"]
+
 logger = logging.getLogger(__name__)
 
 IMAGE_EXTENSIONS: frozenset[str] = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"})

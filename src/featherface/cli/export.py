@@ -13,6 +13,8 @@ from featherface.cli._options import (
     load_detector_from_args,
 )
 
+__all__ = ["FORMATS", "register"]
+
 FORMATS = ("onnx",)
 _GRAPH_OPTIONS = ("score_threshold", "iou_threshold", "max_detections", "pre_nms_top_k")
 

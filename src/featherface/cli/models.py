@@ -8,6 +8,8 @@ from typing import Any
 
 from featherface.cli import EXIT_FAILURE, EXIT_OK, EXIT_USAGE, CLIError, print_error
 
+__all__ = ["register", "model_table", "format_metrics"]
+
 
 def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p = sub.add_parser("models", help="list the registered models, their parameter counts and weights")

@@ -3,3 +3,5 @@
 * :mod:`featherface.integrations.ray`: :class:`~featherface.integrations.ray.RayFaceDetector` for
   ``ray.data.Dataset.map_batches`` (``pip install "featherface[ray]"``).
 """
+
+__all__: list[str] = []  # a package of submodules: import them by name

@@ -5,3 +5,5 @@ Nothing outside ``featherface.train`` imports this package. Training is split in
 (``EpochBatchSampler``), :mod:`~featherface.train.checkpoint` (checkpoints and the weights a run
 starts from) and :mod:`~featherface.train.loop` (``Trainer``, ``train``).
 """
+
+__all__: list[str] = []  # a package of submodules: import them by name

@@ -17,6 +17,8 @@ import logging
 import sys
 from pathlib import Path
 
+__all__ = ["register", "cmd_train", "cmd_evaluate", "cmd_pseudo_label", "cmd_export"]
+
 logger = logging.getLogger(__name__)
 
 

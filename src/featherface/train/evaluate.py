@@ -60,6 +60,18 @@ from typing import Any
 
 import numpy as np
 
+__all__ = [
+    "SETTINGS",
+    "GT_ALL_FILE",
+    "GT_SETTING_FILES",
+    "GroundTruthImage",
+    "write_predictions",
+    "read_predictions",
+    "load_ground_truth",
+    "evaluate_widerface",
+    "plot_pr_curves",
+]
+
 logger = logging.getLogger(__name__)
 
 #: The three WIDER FACE difficulty settings, in the order they are reported.

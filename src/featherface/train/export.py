@@ -23,6 +23,8 @@ from featherface.hub import save_weights_folder, strip_module_prefix
 from featherface.models import count_parameters, thop_equivalent_parameters
 from featherface.registry import build_model
 
+__all__ = ["WIDER_NOTE", "ModelCard", "export_model", "load_checkpoint_model", "export_checkpoint"]
+
 WIDER_NOTE = (
     "Trained on WIDER FACE train images. WIDER FACE is provided for non-commercial research purposes "
     "only; check whether your use of these weights is compatible with its terms."

@@ -24,6 +24,8 @@ from featherface.pipeline import BatchSpec, make_batch
 from featherface.train.data import FaceSample, load_image_bgr, write_jsonl
 from featherface.train.distill import teacher_landmarks_for_boxes, teacher_pseudo_labels
 
+__all__ = ["label_landmarks", "label_unlabelled"]
+
 logger = logging.getLogger(__name__)
 
 

@@ -31,6 +31,17 @@ from featherface.config import ModelConfig
 from featherface.options import DetectorOptions
 from featherface.train.evaluate import evaluate_widerface, plot_pr_curves, write_predictions
 
+__all__ = [
+    "PROTOCOL",
+    "PROTOCOL_OPTIONS",
+    "val_images",
+    "ground_truth_dir",
+    "fixed_subset",
+    "predict_widerface",
+    "vars_of",
+    "evaluate_detector_on_widerface",
+]
+
 logger = logging.getLogger(__name__)
 
 PROTOCOL = "WIDER FACE val, original image size, score > 0.02, NMS IoU 0.4 (+1), no top-k, official AP"
