@@ -88,7 +88,7 @@ def cmd_plot(args: argparse.Namespace) -> int:
                     label=f"{key} (raw weights)" if st == stages[0] else None)
             es = [r for r in recs if r["stage"] == st and r["ema"]]
             ax.plot([x_of[(st, r["step"])] / 1000 for r in es], [100 * r[key] for r in es], "*", ms=12, color=color,
-                    label=f"{key} (EMA, shipped)" if st == stages[0] and es else None)
+                    label=f"{key} (EMA at the end of a stage; the last is shipped)" if st == stages[0] and es else None)
     for y, key in ((args.teacher_easy, "easy"), (args.teacher_medium, "medium"), (args.teacher_hard, "hard")):
         if y:
             ax.axhline(y, ls=":", color={"easy": "tab:green", "medium": "tab:orange", "hard": "tab:red"}[key], lw=1)
