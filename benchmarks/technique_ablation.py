@@ -24,7 +24,6 @@ import time
 from pathlib import Path
 
 import numpy as np
-import torch
 
 from featherface.config import V2UltraTechniques
 from featherface.train.config import TrainConfig

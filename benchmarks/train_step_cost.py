@@ -22,8 +22,8 @@ from pathlib import Path
 
 import torch
 
-from featherface.train.distill import combined_loss
 from featherface.train.config import TrainConfig
+from featherface.train.distill import combined_loss
 from featherface.train.loop import Trainer
 
 

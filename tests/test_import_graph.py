@@ -351,7 +351,7 @@ def private_uses(root: Path, package: str) -> list[str]:
     be imported: they are the package's machinery; their members without underscore are its interface."""
     modules = find_modules(root, package)
     found = []
-    for name, path in modules.items():
+    for path in modules.values():
         tree = ast.parse(path.read_text(encoding="utf-8"))
         bound: set[str] = set()
         for node in ast.walk(tree):
@@ -390,3 +390,16 @@ def test_private_use_scan_finds_what_it_should(tmp_path: Path) -> None:
     (pkg / "b.py").write_text("_secret = 1\n")
     got = private_uses(tmp_path, "featherface")
     assert got == ["featherface/a.py:2: from featherface._machinery import _helper", "featherface/a.py:7: b._secret"]
+
+
+def test_top_level_names_are_listed_once_and_resolve() -> None:
+    """``featherface.__all__`` is what the lazy table serves, every exception type of
+    ``featherface.errors`` included, and each name resolves to its defining module's object."""
+    import featherface
+    import featherface.errors
+
+    assert set(featherface.__all__) == {"__version__", *featherface._LAZY}
+    assert set(featherface.errors.__all__) <= set(featherface.__all__)
+    for name in featherface.__all__:
+        assert getattr(featherface, name) is not None
+    assert featherface.WeightsError is featherface.hub.WeightsError is featherface.errors.WeightsError

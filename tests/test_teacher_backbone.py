@@ -7,7 +7,6 @@ Needs ``FEATHERFACE_SHARED`` for the reference V1 teacher and the WIDER FACE tra
 
 from __future__ import annotations
 
-import dataclasses
 from pathlib import Path
 
 import cv2
@@ -15,7 +14,7 @@ import numpy as np
 import pytest
 import torch
 
-from featherface.registry import build_model, get_config
+from featherface.registry import build_model
 from featherface.train.augment import TrainTransform, face_free_frame
 from featherface.train.config import DataSource, TrainConfig
 from featherface.train.diagnostics import anchor_face_probabilities, probability_spread

@@ -57,7 +57,29 @@ _LAZY = {
 }
 """Public name -> the module that defines it (imported on first access)."""
 
-__all__ = ["__version__", *_LAZY]
+__all__ = [
+    "__version__",
+    "load_model",
+    "FaceDetector",
+    "DetectorOptions",
+    "list_models",
+    "build_model",
+    "Detection",
+    "detections_to_arrays",
+    "draw",
+    "ModelConfig",
+    "PriorConfig",
+    "V2UltraTechniques",
+    # featherface.errors (a test keeps this list, _LAZY and errors.__all__ in step)
+    "ImageError",
+    "DeviceError",
+    "UnknownModelError",
+    "WeightsError",
+    "WeightsIntegrityError",
+    "ConfigMismatchError",
+    "WeightsNotInstalledError",
+    "ConversionError",
+]
 
 
 SUBMODULES: frozenset[str] = frozenset({

@@ -29,10 +29,10 @@ from torch import nn
 
 from featherface import _stream
 from featherface._builder import load_network
-from featherface.fuse import fuse_for_inference
 from featherface.backends import BACKENDS, TorchRunner, import_onnxruntime, onnxruntime_runner_for
 from featherface.config import ModelConfig
 from featherface.errors import DeviceError
+from featherface.fuse import fuse_for_inference
 from featherface.io import ColorOrder, ImageInput
 from featherface.options import DetectorOptions
 from featherface.pipeline import DetectionPipeline, RawOutputs
@@ -197,7 +197,7 @@ class FaceDetector:
         Returns:
             Faces sorted by descending score; boxes and landmarks in original-image pixels.
         """
-        if type(image).__module__.startswith("torch") and getattr(image, "ndim", 0) == 4 and image.shape[0] != 1:
+        if isinstance(image, torch.Tensor) and image.ndim == 4 and image.shape[0] != 1:
             raise ValueError(f"detect() takes one image; got a batch tensor of shape {tuple(image.shape)}, use detect_batch")
         opts = self.options.updated(**options)
         return self.pipeline.detect_prepared([self.pipeline.preprocess(image, opts, color=color)], opts)[0]

@@ -41,7 +41,12 @@ import torch
 from torch import nn
 
 from featherface.config import ModelConfig, ModelSpec
-from featherface.errors import ConfigMismatchError, WeightsError, WeightsIntegrityError, WeightsNotInstalledError
+from featherface.errors import (
+    ConfigMismatchError,
+    WeightsError,
+    WeightsIntegrityError,
+    WeightsNotInstalledError,
+)
 
 __all__ = [
     "MODEL_FILENAME",

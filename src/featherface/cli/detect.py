@@ -132,9 +132,8 @@ def _cmd_detect(args: argparse.Namespace) -> int:
     for path, faces, size in detect_files(det.pipeline, paths, options=det.options, batch_size=args.batch_size,
                                           workers=args.workers, progress=progress):
         if isinstance(faces, Exception):  # ImageError (undecodable...), above max_input_pixels
-            exc = faces
             failures += 1
-            print_error(f"{exc}" if str(path) in str(exc) else f"{path}: {exc}")
+            print_error(f"{faces}" if str(path) in str(faces) else f"{path}: {faces}")
             continue
         assert size is not None
         height, width = size

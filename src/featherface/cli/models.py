@@ -115,8 +115,8 @@ def _cmd_models(args: argparse.Namespace) -> int:
 def _cmd_download(args: argparse.Namespace) -> int:
     from featherface.errors import WeightsError
     from featherface.hub import (
-        hub_errors,
         download_weights,
+        hub_errors,
         install_hint,
         installed_weights_dir,
         is_installed,
