@@ -1,7 +1,10 @@
 """Anonymise an image: blur or pixelate every detected face, padded by a margin.
 
-    python examples/blur_faces.py group.jpg --out group_anonymised.jpg --weights path/to/weights
+    python examples/blur_faces.py group.jpg --out group_anonymised.jpg
     python examples/blur_faces.py group.jpg --out out.png --method pixelate --blocks 8 --margin 0.3
+
+The packaged ``v2_ultra`` weights are used by default; ``--weights FOLDER`` loads your own
+(``config.json`` + ``model.safetensors``), ``--model v1`` the installed reference V1.
 
 Each face box is grown by ``--margin`` (a fraction of its width and height on every side), rounded
 outwards to whole pixels and clipped to the image; only the pixels inside those regions change. One

@@ -1,6 +1,9 @@
 """Detect faces in every image of a folder and print one JSON line per image.
 
-    python examples/detect_folder.py photos/ --weights path/to/weights --batch-size 8 > faces.jsonl
+    python examples/detect_folder.py photos/ --batch-size 8 > faces.jsonl
+
+The packaged ``v2_ultra`` weights are used by default; ``--weights FOLDER`` loads your own
+(``config.json`` + ``model.safetensors``), ``--model v1`` the installed reference V1.
 
 Images are decoded here and sent to ``FaceDetector.detect_batch`` in chunks of ``--batch-size``
 (images of equal size share one network call; the results equal one ``detect`` per image). Each

@@ -1,6 +1,9 @@
 """Detect faces in one image and print them; optionally save an annotated copy.
 
-    python examples/detect_image.py examples/images/astronaut.png --weights path/to/weights --out faces.jpg
+    python examples/detect_image.py examples/images/astronaut.png --out faces.jpg
+
+The packaged ``v2_ultra`` weights are used by default; ``--weights FOLDER`` loads your own
+(``config.json`` + ``model.safetensors``), ``--model v1`` the installed reference V1.
 
 Prints one line per face (box, score) followed by its five landmarks, named in the order of
 ``featherface.types.LANDMARK_NAMES``. Use ``--random-weights`` only to try the pipeline: a randomly

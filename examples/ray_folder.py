@@ -1,7 +1,10 @@
 """Detect faces in a folder with Ray Data on a local Ray cluster; one JSON line per image.
 
     pip install "featherface[ray]"
-    python examples/ray_folder.py photos/ --weights path/to/weights --actors 2 > faces.jsonl
+    python examples/ray_folder.py photos/ --actors 2 > faces.jsonl
+
+The packaged ``v2_ultra`` weights are used by default; ``--weights FOLDER`` loads your own
+(``config.json`` + ``model.safetensors``), ``--model v1`` the installed reference V1.
 
 Ray reads the files (``ray.data.read_binary_files``) and ``--actors`` actors each load the model
 once (``featherface.integrations.ray.RayFaceDetector``) and detect batches of ``--batch-size``

@@ -2,7 +2,10 @@
 
     python examples/small_faces.py
     python examples/small_faces.py --heights 12 24 --upscales 1 2 --score-thresholds 0.5 --json
-    python examples/small_faces.py portrait.jpg --face-box 120 80 220 210 --weights path/to/weights
+    python examples/small_faces.py portrait.jpg --face-box 120 80 220 210
+
+The packaged ``v2_ultra`` weights are used by default; ``--weights FOLDER`` loads your own
+(``config.json`` + ``model.safetensors``), ``--model v1`` the installed reference V1.
 
 Builds one test image from copies of an image with one known face (default: the shipped astronaut
 photo, whose face box is built in), each copy scaled so that its face is ``--heights`` pixels high,

@@ -1,7 +1,10 @@
 """Detect faces in a live camera stream or a video file, draw them, optionally record the result.
 
-    python examples/webcam.py --weights path/to/weights                 # camera 0, window
-    python examples/webcam.py --source clip.mp4 --output out.avi --no-display --weights path/to/weights
+    python examples/webcam.py                      # camera 0, window
+    python examples/webcam.py --source clip.mp4 --output out.avi --no-display
+
+The packaged ``v2_ultra`` weights are used by default; ``--weights FOLDER`` loads your own
+(``config.json`` + ``model.safetensors``), ``--model v1`` the installed reference V1.
 
 Frames from ``cv2.VideoCapture`` are BGR, so they are passed with ``color="bgr"`` and drawn in BGR.
 Press ``q`` or Esc in the window to stop. ``--no-display`` runs headless (no window; needed with
