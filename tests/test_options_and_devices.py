@@ -117,3 +117,17 @@ def test_the_submodule_list_is_complete() -> None:
     assert featherface.SUBMODULES == found
     with pytest.raises(AttributeError, match="no attribute 'nope'"):
         featherface.nope  # noqa: B018
+
+
+def test_load_model_takes_an_options_object_and_overrides() -> None:
+    """``options=`` is the detector's defaults as one object (what the command line builds once);
+    keyword overrides change single fields of it."""
+    import featherface
+    from featherface.options import DetectorOptions
+
+    base = DetectorOptions(score_threshold=0.7, input_size=320)
+    det = featherface.load_model("v2_ultra", device="cpu", options=base, max_detections=3)
+    assert det.options == DetectorOptions(score_threshold=0.7, input_size=320, max_detections=3)
+    assert base.max_detections == 750  # the caller's object is not changed
+    with pytest.raises(TypeError, match="DetectorOptions"):
+        featherface.load_model("v2_ultra", device="cpu", options={"score_threshold": 0.7})

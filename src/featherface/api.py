@@ -268,7 +268,8 @@ def load_model(
     num_threads: int | None = None,
     onnx_path: str | os.PathLike | None = None,
     sha256: str | None = None,
-    **options: Any,
+    options: DetectorOptions | None = None,
+    **overrides: Any,
 ) -> FaceDetector:
     """Create a :class:`FaceDetector`.
 
@@ -298,7 +299,8 @@ def load_model(
             of the ONNX Runtime session. ``None`` leaves the current setting.
         onnx_path: with ``backend="onnxruntime"``: use this raw ONNX graph (exported there first if
             the file does not exist) instead of the cache.
-        **options: :class:`DetectorOptions` defaults for this detector.
+        options: the :class:`DetectorOptions` defaults of this detector (default ``DetectorOptions()``).
+        **overrides: single options changed from ``options`` (e.g. ``score_threshold=0.7``).
 
     Raises:
         featherface.errors.UnknownModelError: (a ``ValueError``) a name that is not registered.
@@ -311,7 +313,9 @@ def load_model(
             or config mismatches, and ``WeightsNotInstalledError`` for ``v1`` before
             ``featherface convert-reference``).
     """
-    opts = DetectorOptions().updated(**options)
+    if options is not None and not isinstance(options, DetectorOptions):
+        raise TypeError(f"options must be a DetectorOptions, got {type(options).__name__}")
+    opts = (options or DetectorOptions()).updated(**overrides)
     if backend != "onnxruntime":  # checked before any weights are read (onnxruntime: by FaceDetector)
         device = resolve_device(device)
     if backend == "onnxruntime":

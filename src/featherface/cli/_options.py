@@ -144,10 +144,10 @@ def load_detector_from_args(args: argparse.Namespace, **extra_options: Any) -> F
             with torch.random.fork_rng(devices=[]):  # reproducible without touching the caller's RNG
                 torch.manual_seed(0)
                 det = load_model(args.model, device=args.device, pretrained=False, **engine,
-                                 **dataclasses.asdict(options))
+                                 options=options)
         else:
             det = load_model(args.model, device=args.device, weights=getattr(args, "weights", None), **engine,
-                             **dataclasses.asdict(options))
+                             options=options)
     except Exception as exc:
         code = exit_code(exc)
         if code is None:
