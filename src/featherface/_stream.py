@@ -135,8 +135,9 @@ def run_buckets(pipeline: DetectionPipeline, entries: Iterable[tuple[Any, _Entry
         return min(buckets, key=lambda s: buckets[s][0][1].position)
 
     for item, e in entries:
-        if e.error is not None or e.prepared is None:
-            done[e.position] = (item, e.error or ValueError("no image"), None)
+        if e.prepared is None:  # preprocessing failed: the entry carries its exception
+            assert e.error is not None
+            done[e.position] = (item, e.error, None)
         else:
             size = e.prepared.network_size
             bucket = buckets.setdefault(size, [])
