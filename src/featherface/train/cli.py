@@ -55,8 +55,18 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p.add_argument("--out", required=True, help="output JSON lines file")
     p.add_argument("--images", required=True, help="images root (paths in the output are relative to it)")
     p.add_argument("--widerface-labels", help="official bbx_gt file: add landmarks to its boxes")
-    p.add_argument("--unlabelled", action="store_true", help="label every image under --images with teacher detections")
-    p.add_argument("--score-threshold", type=float, default=0.6)
+    p.add_argument("--unlabelled", action="store_true",
+                   help="label every image under --images with teacher detections (appends; resumable)")
+    p.add_argument("--score-threshold", type=float, default=0.6,
+                   help="teacher score from which a detection is a face (default 0.6)")
+    p.add_argument("--ignore-threshold", type=float, default=0.2,
+                   help="--unlabelled: detections scoring from this up to --score-threshold become ignore "
+                        "regions (default 0.2)")
+    p.add_argument("--max-side", type=int, default=2048,
+                   help="--unlabelled: cap of the teacher's network input, longer side (default 2048)")
+    p.add_argument("--backend", default="onnxruntime", choices=("onnxruntime", "torch"),
+                   help="--unlabelled: engine of the teacher (default onnxruntime)")
+    p.add_argument("--threads", type=int, help="CPU threads of the teacher")
     p.add_argument("--device", default="cpu")
     p.set_defaults(func=cmd_pseudo_label)
 
@@ -124,15 +134,23 @@ def cmd_pseudo_label(args: argparse.Namespace) -> int:
     from featherface.train.data import read_widerface_bbx_gt
     from featherface.train.pseudo import label_landmarks, label_unlabelled
 
-    teacher = load_teacher(args.teacher, torch.device(args.device))
-    if args.widerface_labels:
-        samples = read_widerface_bbx_gt(args.widerface_labels, args.images, require_images=True)
-        stats = label_landmarks(teacher, samples, args.out, args.images, device=args.device)
-    elif args.unlabelled:
+    if args.unlabelled:
+        from featherface.api import FaceDetector
+        from featherface.train.pseudo import TeacherLabelPolicy
+
+        teacher = load_teacher(args.teacher, torch.device("cpu"))
+        detector = FaceDetector(teacher, teacher.config, device=args.device, backend=args.backend,  # type: ignore[arg-type]
+                                num_threads=args.threads, weights_source="teacher")
+        policy = TeacherLabelPolicy(face_threshold=args.score_threshold, ignore_threshold=args.ignore_threshold,
+                                    max_side=args.max_side)
         exts = {".jpg", ".jpeg", ".png", ".bmp", ".webp"}
         paths = sorted(p for p in Path(args.images).rglob("*") if p.suffix.lower() in exts)
-        stats = label_unlabelled(teacher, paths, args.out, args.images, score_threshold=args.score_threshold,
-                                 device=args.device)
+        stats = label_unlabelled(detector, paths, args.out, args.images, policy=policy,
+                                 progress=sys.stderr.isatty())
+    elif args.widerface_labels:
+        teacher = load_teacher(args.teacher, torch.device(args.device))
+        samples = read_widerface_bbx_gt(args.widerface_labels, args.images, require_images=True)
+        stats = label_landmarks(teacher, samples, args.out, args.images, device=args.device)
     else:
         raise ValueError("pass --widerface-labels FILE or --unlabelled")
     print(json.dumps(stats))

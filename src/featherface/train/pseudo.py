@@ -4,17 +4,20 @@
   of the best-overlapping teacher detection (IoU >= 0.5); the official boxes are kept as they are and
   faces the teacher does not find stay without landmarks (their landmark loss is masked).
 * :func:`label_unlabelled`: photographs without any labels get the teacher's confident detections
-  as boxes + landmarks.
+  as boxes + landmarks, and its unsure ones as ignore regions (:class:`TeacherLabelPolicy`).
 
 Never run these on WIDER FACE val: it is the benchmark.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -22,9 +25,13 @@ from torch import nn
 
 from featherface.pipeline import BatchSpec, make_batch
 from featherface.train.data import FaceSample, load_image_bgr, write_jsonl
-from featherface.train.distill import teacher_landmarks_for_boxes, teacher_pseudo_labels
+from featherface.train.distill import teacher_landmarks_for_boxes
 
-__all__ = ["label_landmarks", "label_unlabelled"]
+if TYPE_CHECKING:
+    from featherface.api import FaceDetector
+    from featherface.types import Detection
+
+__all__ = ["TeacherLabelPolicy", "label_landmarks", "label_unlabelled", "teacher_labels"]
 
 logger = logging.getLogger(__name__)
 
@@ -93,41 +100,145 @@ def label_landmarks(
     return stats
 
 
+@dataclass(frozen=True)
+class TeacherLabelPolicy:
+    """How teacher detections become labels for an unlabelled photograph.
+
+    * detections with score ``>= face_threshold`` and short side ``>= min_face_px`` (original pixels)
+      become faces (box + 5 landmarks);
+    * detections with score in ``[ignore_threshold, face_threshold)``, or confident ones smaller than
+      ``min_face_px``, become *ignore* regions: the student is neither rewarded nor punished there
+      (the matcher excludes the anchors that overlap them from the negatives);
+    * the teacher runs at the original size, the longer side capped at ``max_side``; when that pass
+      finds a face (score ``>= ignore_threshold``) whose short side is below ``upscale_below_px``
+      network pixels, it runs again on the image upscaled by ``upscale`` (longer side capped at
+      ``max_side``), and the small faces of the upscaled pass (short side below ``upscale_below_px``
+      in original pixels) are merged with the first pass by NMS (IoU ``merge_iou``, best score kept).
+      The teacher, like every anchor-based detector, misses faces much smaller than its smallest
+      anchor (16 px); the upscaled pass recovers many of them.
+    """
+
+    face_threshold: float = 0.6
+    ignore_threshold: float = 0.2
+    min_face_px: float = 6.0
+    max_side: int = 2048
+    upscale: float = 2.0
+    upscale_below_px: float = 24.0
+    merge_iou: float = 0.4
+
+    def __post_init__(self) -> None:
+        if not 0.0 < self.ignore_threshold <= self.face_threshold <= 1.0:
+            raise ValueError("TeacherLabelPolicy: need 0 < ignore_threshold <= face_threshold <= 1, got "
+                             f"{self.ignore_threshold} and {self.face_threshold}")
+        if self.upscale < 1.0 or self.max_side <= 0 or self.min_face_px < 0:
+            raise ValueError("TeacherLabelPolicy: upscale must be >= 1, max_side > 0, min_face_px >= 0")
+
+
+def teacher_labels(
+    detector: FaceDetector, image_bgr: np.ndarray, policy: TeacherLabelPolicy
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Teacher detections of one image, split by ``policy`` into faces and ignore regions.
+
+    Args:
+        detector: the teacher (e.g. ``load_model("v1", backend="onnxruntime")``).
+        image_bgr: ``uint8 [H, W, 3]`` BGR.
+
+    Returns:
+        ``(boxes [F, 4], landmarks [F, 5, 2], scores [F], ignore [K, 4])``, float32, original-image
+        pixels, boxes ``(x1, y1, x2, y2)``.
+    """
+    h, w = image_bgr.shape[:2]
+    low = policy.ignore_threshold
+    long_side = max(h, w)
+    size = min(long_side, policy.max_side)
+    dets = detector.detect(image_bgr, color="bgr", score_threshold=low, input_size=size)
+    rows = _rows(dets)
+    scale = size / long_side
+    short = np.minimum(rows[:, 2] - rows[:, 0], rows[:, 3] - rows[:, 1]) * scale
+    up_size = min(round(long_side * policy.upscale), policy.max_side)
+    if len(rows) and short.min() < policy.upscale_below_px and up_size > size:
+        up = _rows(detector.detect(image_bgr, color="bgr", score_threshold=low, input_size=up_size))
+        up_short = np.minimum(up[:, 2] - up[:, 0], up[:, 3] - up[:, 1])
+        rows = _merge(rows, up[up_short < policy.upscale_below_px], policy.merge_iou)
+    short = np.minimum(rows[:, 2] - rows[:, 0], rows[:, 3] - rows[:, 1])
+    face = (rows[:, 4] >= policy.face_threshold) & (short >= policy.min_face_px)
+    faces = rows[face]
+    return (faces[:, :4].copy(), faces[:, 5:15].reshape(-1, 5, 2).copy(), faces[:, 4].copy(),
+            rows[~face, :4].copy())
+
+
+def _rows(dets: Sequence[Detection]) -> np.ndarray:
+    """``[D, 15]`` float32: box, score, 10 landmark coordinates."""
+    out = np.zeros((len(dets), 15), np.float32)
+    for i, d in enumerate(dets):
+        out[i, :4] = d.box
+        out[i, 4] = d.score
+        out[i, 5:] = np.asarray(d.landmarks, np.float32).reshape(10)
+    return out
+
+
+def _merge(a: np.ndarray, b: np.ndarray, iou: float) -> np.ndarray:
+    """Rows of ``a`` and ``b`` after NMS on their boxes (best score first)."""
+    from featherface.ops import nms
+
+    rows = np.concatenate([a, b])
+    if len(rows) == 0:
+        return rows
+    keep = nms(torch.from_numpy(rows[:, :4]), torch.from_numpy(rows[:, 4]), iou).numpy()
+    return rows[keep]
+
+
 def label_unlabelled(
-    teacher: nn.Module,
+    detector: FaceDetector,
     image_paths: Sequence[str | os.PathLike],
     out_jsonl: str | os.PathLike,
     images_root: str | os.PathLike,
     *,
-    score_threshold: float = 0.6,
-    min_size_px: float = 8.0,
-    device: str | torch.device = "cpu",
-    max_side: int | None = 1600,
+    policy: TeacherLabelPolicy | None = None,
     progress: bool = True,
 ) -> dict[str, int]:
-    """Teacher detections (score > ``score_threshold``) as labels for unlabelled photographs."""
-    dev = torch.device(device)
-    mean = teacher.config.mean_bgr  # type: ignore[attr-defined]
-    out: list[FaceSample] = []
-    stats = {"images": 0, "faces": 0, "unreadable": 0}
-    for p in _progress(image_paths, progress):
-        path = Path(p)
-        _check_not_val(path)
-        try:
-            img, h, w = _load_for_teacher(path, max_side)
-        except (OSError, ValueError) as exc:
-            logger.warning("skipping %s: %s", path, exc)
-            stats["unreadable"] += 1
-            continue
-        hh, ww = img.shape[:2]
-        rows = teacher_pseudo_labels(teacher, _to_input(img, mean, dev), score_threshold=score_threshold,
-                                     min_size_px=min_size_px * hh / h).cpu().numpy()
-        boxes = rows[:, :4] * np.array([w, h, w, h], np.float32)
-        ldm = rows[:, 4:14].reshape(-1, 5, 2) * np.array([w, h], np.float32)
-        out.append(FaceSample(path, boxes, ldm, np.ones(len(rows), bool)))
-        stats["images"] += 1
-        stats["faces"] += len(rows)
-    write_jsonl(out, out_jsonl, images_root)
+    """Teacher labels for unlabelled photographs, appended to ``out_jsonl`` one image per line.
+
+    Each line is the :func:`featherface.train.data.read_jsonl` format plus ``"ignore"`` (regions the
+    teacher is unsure of, see :class:`TeacherLabelPolicy`) and ``"scores"`` (the teacher score of each
+    face). Resumable: images already in ``out_jsonl`` are skipped, so an interrupted run continues
+    where it stopped. Unreadable images are skipped with a warning and counted.
+    """
+    policy = policy or TeacherLabelPolicy()
+    out = Path(out_jsonl)
+    root = Path(images_root)
+    done: set[str] = set()
+    if out.exists():
+        with out.open(encoding="utf-8") as handle:
+            done = {json.loads(line)["image"] for line in handle if line.strip()}
+    stats = {"images": 0, "faces": 0, "ignore": 0, "unreadable": 0, "skipped_done": 0}
+    with out.open("a", encoding="utf-8") as handle:
+        for p in _progress(image_paths, progress):
+            path = Path(p)
+            _check_not_val(path)
+            rel = path.relative_to(root).as_posix()
+            if rel in done:
+                stats["skipped_done"] += 1
+                continue
+            try:
+                image = load_image_bgr(path)
+            except (OSError, ValueError) as exc:
+                logger.warning("skipping %s: %s", path, exc)
+                stats["unreadable"] += 1
+                continue
+            boxes, landmarks, scores, ignore = teacher_labels(detector, image, policy)
+            record = {
+                "image": rel,
+                "faces": [{"box": [float(v) for v in b], "landmarks": [[float(x), float(y)] for x, y in lm]}
+                          for b, lm in zip(boxes, landmarks)],
+                "scores": [round(float(s), 4) for s in scores],
+                "ignore": [[float(v) for v in b] for b in ignore],
+            }
+            handle.write(json.dumps(record) + "\n")
+            handle.flush()
+            stats["images"] += 1
+            stats["faces"] += len(boxes)
+            stats["ignore"] += len(ignore)
     return stats
 
 
