@@ -6,7 +6,8 @@ Runs the config's own :class:`featherface.train.loop.Trainer` (same model, teach
 data loader) and times each part of ``train_step`` with ``time.perf_counter`` over ``--steps`` steps
 after ``--warmup`` steps, printing a Markdown table of median milliseconds per step and the
 resulting images/s. ``--set key=value`` overrides config fields (YAML syntax), e.g.
-``--set freeze_backbone=false`` to compare with the unfrozen run.
+``--set freeze_backbone=false`` to compare with the unfrozen run. The forward pass and loss run under
+the trainer's autocast (``cpu_bf16``) and memory layout (``cpu_channels_last``), as in ``train_step``.
 
     python benchmarks/train_step_cost.py configs/cpu/v2_ultra_s1_frozen.yaml --steps 20
 """
@@ -61,7 +62,11 @@ def main(argv: list[str] | None = None) -> int:
         tr.net.train()
         if cfg.freeze_backbone:
             tr.model.backbone.eval()
+        if tr.channels_last:
+            images = images.contiguous(memory_format=torch.channels_last)
         matched = tr.criterion.match(targets, tr.priors)
+        amp = torch.autocast(tr.device.type, dtype=tr.amp_dtype or torch.float32, enabled=tr.amp_dtype is not None)
+        amp.__enter__()
         t2 = time.perf_counter()  # backbone and teacher: one ONNX Runtime call with teacher_runtime onnxruntime
         feats, t_out = tr.teacher_pass(images)
         t3 = time.perf_counter()
@@ -71,6 +76,7 @@ def main(argv: list[str] | None = None) -> int:
         total = task["loss"]
         if t_out is not None and tr.distill is not None:
             total = combined_loss(task, tr.distill(out, t_out, matched[1]), cfg.distill)["total"]
+        amp.__exit__(None, None, None)
         t5 = time.perf_counter()
         tr.optimizer.zero_grad(set_to_none=True)
         total.backward()

@@ -16,8 +16,8 @@ Conventions
 * Target rows (the output of :class:`TrainTransform` / :class:`EvalTransform`, read by the loss):
   ``float32 [M, 15]`` -- columns 0-3 the box ``x1, y1, x2, y2`` divided by the final (cropped or padded)
   image width/height, so in ``[0, 1]``; columns 4-13 the landmarks ``x0, y0, ..., x4, y4`` normalised the
-  same way (zeros when absent); column 14 the label, ``1.0`` for a face with landmarks and ``-1.0`` for a
-  face without.
+  same way (zeros when absent); column 14 the label, ``1.0`` for a face with landmarks, ``-1.0`` for a
+  face without and ``0.0`` for an ignore region (:class:`TrainTransform`'s ``ignore``).
 
 Pipeline of :class:`TrainTransform` (section 2.6): random square crop (:func:`random_crop`) ->
 photometric distortion (:func:`photometric_distort`) -> pad to square, only if the crop failed
@@ -149,42 +149,99 @@ def random_crop(
         or np.any(scale_choices > 1)
     ):
         raise ValueError(f"scales must be a non-empty sequence of values in (0, 1], got {scales!r}")
-    height, width = image.shape[:2]
+    window = _draw_crop(image.shape[:2], boxes, rng, scale_choices, max_tries, min_face, out_size)
+    if window is None:
+        return image.copy(), boxes, landmarks, has_landmarks, True
+    left, top, side, keep = window
+    new_boxes, new_landmarks, new_has = _crop_annotations(boxes, landmarks, has_landmarks, left, top, side)
+    crop = image[top : top + side, left : left + side].copy()
+    return crop, new_boxes[keep], new_landmarks[keep], new_has[keep], False
+
+
+def _inside_centres(boxes: np.ndarray, left: int, top: int, side: int) -> np.ndarray:
+    """``bool [N]``: box centres strictly inside the square window."""
+    centres = (boxes[:, :2] + boxes[:, 2:]) / 2
+    lo = np.array([left, top], dtype=np.float32)
+    return np.all((centres > lo) & (centres < lo + side), axis=1)
+
+
+def _crop_annotations(
+    boxes: np.ndarray, landmarks: np.ndarray, has_landmarks: np.ndarray, left: int, top: int, side: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Faces whose centre lies in the window, clipped and shifted into its frame."""
+    keep = _inside_centres(boxes, left, top, side)
+    lo = np.array([left, top], dtype=np.float32)
+    new_boxes = boxes[keep].copy()
+    new_boxes[:, :2] = np.maximum(new_boxes[:, :2], lo) - lo
+    new_boxes[:, 2:] = np.minimum(new_boxes[:, 2:], lo + side) - lo
+    new_landmarks = np.clip(landmarks[keep] - lo, 0.0, float(side))
+    new_has = has_landmarks[keep].copy()
+    new_landmarks[~new_has] = 0.0
+    return new_boxes, new_landmarks, new_has
+
+
+def _draw_crop(
+    shape: tuple[int, int],
+    boxes: np.ndarray,
+    rng: np.random.Generator,
+    scale_choices: np.ndarray,
+    max_tries: int,
+    min_face: float,
+    out_size: int | None,
+) -> tuple[int, int, int, np.ndarray] | None:
+    """The window of :func:`random_crop`: ``(left, top, side, keep)`` with ``keep`` ``bool [M]`` over the
+    faces whose centre is inside (the ones large enough), or ``None`` when every try failed."""
+    height, width = shape
     short = min(width, height)
     if len(boxes) == 0:
-        return image.copy(), boxes, landmarks, has_landmarks, True
-
-    centres = (boxes[:, :2] + boxes[:, 2:]) / 2
+        return None
     for _ in range(max_tries):
         scale = float(scale_choices[rng.integers(len(scale_choices))])
         side = max(1, int(scale * short))
         left = int(rng.integers(0, width - side + 1))
         top = int(rng.integers(0, height - side + 1))
         lo = np.array([left, top], dtype=np.float32)
-        hi = np.array([left + side, top + side], dtype=np.float32)
-
+        hi = lo + side
         inside = np.all(boxes[:, :2] >= lo, axis=1) & np.all(boxes[:, 2:] <= hi, axis=1)
         if not inside.any():
             continue
-        keep = np.all((centres > lo) & (centres < hi), axis=1)
+        keep = _inside_centres(boxes, left, top, side)
         if not keep.any():
             continue
-        new_boxes = boxes[keep].copy()
-        new_boxes[:, :2] = np.maximum(new_boxes[:, :2], lo) - lo
-        new_boxes[:, 2:] = np.minimum(new_boxes[:, 2:], hi) - lo
-        new_landmarks = np.clip(landmarks[keep] - lo, 0.0, float(side))
-        new_has = has_landmarks[keep].copy()
-        new_landmarks[~new_has] = 0.0
-
-        face_side = np.minimum(new_boxes[:, 2] - new_boxes[:, 0], new_boxes[:, 3] - new_boxes[:, 1])
+        kept = boxes[keep]
+        clipped = np.minimum(kept[:, 2:], hi) - np.maximum(kept[:, :2], lo)
+        face_side = np.minimum(clipped[:, 0], clipped[:, 1])
         if out_size is not None:
             face_side = face_side * (out_size / side)
         big = face_side > min_face
         if not big.any():
             continue
-        crop = image[top : top + side, left : left + side].copy()
-        return crop, new_boxes[big], new_landmarks[big], new_has[big], False
-    return image.copy(), boxes, landmarks, has_landmarks, True
+        return left, top, side, big
+    return None
+
+
+def _background_window(
+    shape: tuple[int, int], boxes: np.ndarray, rng: np.random.Generator, scales: tuple[float, float],
+    tries: int = 30,
+) -> tuple[int, int, int] | None:
+    """A square ``(left, top, side)`` that overlaps none of ``boxes`` (faces and ignore regions), its side a
+    fraction drawn uniformly from ``scales`` of the image's short side; ``None`` if ``tries`` draws fail."""
+    height, width = shape
+    short = min(width, height)
+    for _ in range(tries):
+        side = max(8, int(rng.uniform(*scales) * short))
+        if side > min(width, height):
+            return None
+        left = int(rng.integers(0, width - side + 1))
+        top = int(rng.integers(0, height - side + 1))
+        if len(boxes) == 0:
+            return left, top, side
+        apart = (
+            (boxes[:, 2] <= left) | (boxes[:, 0] >= left + side) | (boxes[:, 3] <= top) | (boxes[:, 1] >= top + side)
+        )
+        if apart.all():
+            return left, top, side
+    return None
 
 
 # ---------------------------------------------------------------------------------------- photometric
@@ -378,12 +435,24 @@ def face_free_frame(size: int, rng: np.random.Generator) -> np.ndarray:
 
 @dataclass(frozen=True)
 class TrainTransform:
-    """The full section-2.6 training transform.
+    """The full section-2.6 training transform, plus the scale coverage of large inputs.
 
-    ``__call__(image_bgr_uint8, boxes, landmarks, has_landmarks, rng)`` runs crop -> distort ->
+    ``__call__(image_bgr_uint8, boxes, landmarks, has_landmarks, rng, ignore=None)`` runs crop -> distort ->
     pad-if-crop-failed -> mirror -> resize -> float32, subtract ``mean_bgr``, HWC -> CHW, and returns
     ``(image float32 [3, S, S], targets float32 [M, 15])`` with ``S = image_size`` and the target layout in
-    the module docstring. ``M <= N``: the crop keeps only faces whose centres it contains.
+    the module docstring. ``M <= N``: the crop keeps only faces whose centres it contains. ``ignore``
+    (``[K, 4]`` pixel boxes of regions the labeller was unsure of) follows the same crop, mirror and
+    normalisation and is appended as rows with label ``0.0`` (the matcher's ignore regions).
+
+    Two item kinds beyond the authors' crop, each drawn with its probability (both 0 by default, and
+    then no extra random draw is made):
+
+    * ``background_crops``: a square window that overlaps no face and no ignore region, its side a
+      fraction in ``background_scales`` of the short side, resized to ``S``: background magnified as it
+      appears in a large network input (a 2048 px input of a 1024 px photo is a 2x magnification),
+      with no face target; needs ``min_negatives`` in the loss to contribute.
+    * ``whole_images``: the whole image padded to a square and resized: faces as small as a downscaled
+      photo has them, with the full context around them.
     """
 
     image_size: int = 640
@@ -392,12 +461,21 @@ class TrainTransform:
     max_tries: int = 250
     min_face: float = 0.0
     negative_frames: float = 0.0
+    background_crops: float = 0.0
+    background_scales: tuple[float, float] = (0.08, 0.5)
+    whole_images: float = 0.0
 
     def __post_init__(self) -> None:
         if self.image_size <= 0:
             raise ValueError(f"image_size must be positive, got {self.image_size}")
-        if not 0.0 <= self.negative_frames < 1.0:
-            raise ValueError(f"negative_frames must be in [0, 1), got {self.negative_frames}")
+        for name in ("negative_frames", "background_crops", "whole_images"):
+            if not 0.0 <= getattr(self, name) < 1.0:
+                raise ValueError(f"{name} must be in [0, 1), got {getattr(self, name)}")
+        if self.negative_frames + self.background_crops + self.whole_images >= 1.0:
+            raise ValueError("negative_frames + background_crops + whole_images must be below 1")
+        lo, hi = self.background_scales
+        if not 0 < lo <= hi <= 1:
+            raise ValueError(f"background_scales must be (lo, hi) with 0 < lo <= hi <= 1, got {self.background_scales!r}")
         if len(self.mean_bgr) != 3:
             raise ValueError(f"mean_bgr must have 3 values, got {self.mean_bgr!r}")
         if not self.crop_scales or any(not 0 < s <= 1 for s in self.crop_scales):
@@ -412,32 +490,67 @@ class TrainTransform:
         landmarks: np.ndarray,
         has_landmarks: np.ndarray,
         rng: np.random.Generator,
+        ignore: np.ndarray | None = None,
     ) -> tuple[np.ndarray, np.ndarray]:
         image = _check_image(image_bgr_uint8)
         if self.negative_frames and rng.random() < self.negative_frames:
             frame = face_free_frame(self.image_size, rng)
             return to_network_input(frame, self.mean_bgr), np.zeros((0, 15), dtype=np.float32)
         boxes, landmarks, has_landmarks = _copy_annotations(boxes, landmarks, has_landmarks)
-        image, boxes, landmarks, has_landmarks, pad_needed = random_crop(
-            image,
-            boxes,
-            landmarks,
-            has_landmarks,
-            rng,
-            scales=self.crop_scales,
-            max_tries=self.max_tries,
-            min_face=self.min_face,
-            out_size=self.image_size,
-        )
+        ign = np.zeros((0, 4), np.float32) if ignore is None else np.array(ignore, np.float32, copy=True).reshape(-1, 4)
+        mode = "crop"
+        if self.background_crops or self.whole_images:
+            u = rng.random()
+            if u < self.background_crops:
+                mode = "background"
+            elif u < self.background_crops + self.whole_images:
+                mode = "whole"
+        if mode == "background":
+            window = _background_window(image.shape[:2], np.concatenate([boxes, ign]), rng, self.background_scales)
+            if window is not None:
+                left, top, side = window
+                crop = photometric_distort(image[top : top + side, left : left + side].copy(), rng)
+                crop, _, _ = mirror(crop, np.zeros((0, 4), np.float32), np.zeros((0, 5, 2), np.float32), rng)
+                crop = resize(crop, self.image_size, rng)
+                return to_network_input(crop, self.mean_bgr), np.zeros((0, 15), dtype=np.float32)
+            mode = "crop"
+        if mode == "whole":
+            pad_needed = True
+        else:
+            window = _draw_crop(image.shape[:2], boxes, rng, np.asarray(self.crop_scales, np.float64),
+                                self.max_tries, self.min_face, self.image_size)
+            pad_needed = window is None
+            if window is not None:
+                left, top, side, keep = window
+                boxes, landmarks, has_landmarks = _crop_annotations(boxes, landmarks, has_landmarks, left, top, side)
+                boxes, landmarks, has_landmarks = boxes[keep], landmarks[keep], has_landmarks[keep]
+                if len(ign):
+                    ign, _, _ = _crop_annotations(ign, np.zeros((len(ign), 5, 2), np.float32),
+                                                  np.zeros(len(ign), bool), left, top, side)
+                image = image[top : top + side, left : left + side].copy()
         image = photometric_distort(image, rng)
         if pad_needed:
             image = pad_to_square(image, self.mean_bgr)
-        image, boxes, landmarks = mirror(image, boxes, landmarks, rng)
+        n = len(boxes)
+        all_boxes = np.concatenate([boxes, ign])
+        all_landmarks = np.concatenate([landmarks, np.zeros((len(ign), 5, 2), np.float32)])
+        image, all_boxes, all_landmarks = mirror(image, all_boxes, all_landmarks, rng)
+        boxes, landmarks, ign = all_boxes[:n], all_landmarks[:n], all_boxes[n:]
         landmarks[~has_landmarks] = 0.0
         height, width = image.shape[:2]
         image = resize(image, self.image_size, rng)
         targets = build_targets(boxes, landmarks, has_landmarks, width, height)
+        if len(ign):
+            targets = np.concatenate([targets, _ignore_rows(ign, width, height)])
         return to_network_input(image, self.mean_bgr), targets
+
+
+def _ignore_rows(boxes: np.ndarray, width: float, height: float) -> np.ndarray:
+    """Ignore regions as target rows (box normalised and clipped, landmarks 0, label 0); empty ones dropped."""
+    rows = np.zeros((len(boxes), TARGET_DIM), np.float32)
+    rows[:, :4] = np.clip(boxes / np.array([width, height, width, height], np.float32), 0.0, 1.0)
+    valid = (rows[:, 2] > rows[:, 0]) & (rows[:, 3] > rows[:, 1])
+    return rows[valid]
 
 
 @dataclass(frozen=True)

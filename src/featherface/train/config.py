@@ -28,13 +28,15 @@ class DataSource:
 
     ``format``: ``"widerface"`` (official ``bbx_gt`` text), ``"retinaface"`` (``label.txt`` with
     landmarks) or ``"jsonl"`` (see :func:`featherface.train.data.read_jsonl`). ``repeat`` > 1
-    oversamples the source.
+    oversamples the source. ``exclude``: a text file of image paths (relative to ``images``, one per
+    line, ``#`` comments) left out of training, e.g. the dev split (:mod:`featherface.train.devset`).
     """
 
     format: Literal["widerface", "retinaface", "jsonl"]
     labels: str
     images: str
     repeat: int = 1
+    exclude: str | None = None
 
     def load(self) -> list[FaceSample]:
         if self.format == "widerface":
@@ -45,6 +47,11 @@ class DataSource:
             samples = read_jsonl(self.labels, self.images)
         else:
             raise ValueError(f"unknown data format {self.format!r}; use widerface, retinaface or jsonl")
+        if self.exclude:
+            root = Path(self.images)
+            excluded = {line.strip() for line in Path(self.exclude).read_text(encoding="utf-8").splitlines()
+                        if line.strip() and not line.startswith("#")}
+            samples = [s for s in samples if s.image_path.relative_to(root).as_posix() not in excluded]
         return samples * max(1, int(self.repeat))
 
 
@@ -67,6 +74,13 @@ class TrainConfig:
     ``batch_size`` is the global batch of a data-parallel run (split evenly across the ranks);
     ``sync_bn`` computes BatchNorm statistics over the global batch in such a run (ignored in a
     single process).
+
+    Scale coverage (:class:`featherface.train.augment.TrainTransform`): ``crop_scales`` (default the
+    authors' 0.3-1.0 of the short side), ``background_crops`` (share of magnified face-free windows)
+    and ``whole_images`` (share of whole photos padded and downscaled). ``cpu_bf16`` runs the forward
+    pass under bfloat16 autocast on the CPU (fast where the CPU has AMX or AVX-512 BF16) and
+    ``cpu_channels_last`` uses the channels-last layout on the CPU (``amp`` and ``channels_last``
+    apply to CUDA).
     """
 
     model: str = "v2_ultra"
@@ -100,6 +114,11 @@ class TrainConfig:
     neg_pos_ratio: int = 7
     min_negatives: int = 0
     negative_frames: float = 0.0
+    crop_scales: tuple[float, ...] | None = None
+    background_crops: float = 0.0
+    whole_images: float = 0.0
+    cpu_bf16: bool = False
+    cpu_channels_last: bool = False
     save_every_epochs: int = 10
     save_every_steps: int | None = None
     log_every: int = 20
@@ -133,6 +152,8 @@ class TrainConfig:
             raise ValueError("TrainConfig: min_negatives must be >= 0")
         if not 0 <= self.negative_frames < 1:
             raise ValueError("TrainConfig: negative_frames must be in [0, 1)")
+        if self.crop_scales is not None:
+            object.__setattr__(self, "crop_scales", tuple(float(v) for v in self.crop_scales))
         self.model_config()  # validates model name and techniques
 
     def model_config(self) -> ModelConfig:
@@ -164,6 +185,8 @@ class TrainConfig:
             _strict_fields(DataSource, s)
             s = dict(s)
             s["labels"], s["images"] = path(s["labels"]), path(s["images"])
+            if s.get("exclude"):
+                s["exclude"] = path(s["exclude"])
             sources.append(DataSource(**s))
         d["train_data"] = tuple(sources)
         if "distill" in d and isinstance(d["distill"], Mapping):

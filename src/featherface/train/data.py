@@ -18,7 +18,9 @@ Formats read
       {"image": "0--Parade/x.jpg", "faces": [{"box": [x1, y1, x2, y2], "landmarks": [[x, y], ...] | null}]}
 
   ``image`` is relative to ``images_root`` (``/`` separators); ``box`` is in pixels, ``x2 > x1``,
-  ``y2 > y1``; ``landmarks`` is 5 ``[x, y]`` pairs in the order above, or ``null`` when absent.
+  ``y2 > y1``; ``landmarks`` is 5 ``[x, y]`` pairs in the order above, or ``null`` when absent. An
+  optional ``"ignore": [[x1, y1, x2, y2], ...]`` lists regions that are neither face nor background
+  (:attr:`FaceSample.ignore`); other keys (e.g. the teacher's ``"scores"``) are ignored.
 
 Targets produced by :class:`FaceDataset` (through its transform) are ``float32 [M, 15]`` rows:
 columns 0-3 box ``x1, y1, x2, y2`` normalised to ``[0, 1]`` by the final image width/height; columns 4-13 the
@@ -32,7 +34,7 @@ import json
 import logging
 import os
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Union
 
@@ -83,6 +85,8 @@ class FaceSample:
         landmarks: ``float32 [N, 5, 2]`` ``(x, y)`` in pixels, left eye, right eye, nose, left mouth corner,
             right mouth corner; zeros for faces without landmarks.
         has_landmarks: ``bool [N]``.
+        ignore: ``float32 [K, 4]`` ``(x1, y1, x2, y2)`` pixel regions that are neither face nor
+            background (faces a pseudo-labelling teacher was unsure of); empty by default.
 
     The arrays are stored as read-only copies (converted to float32/bool); landmark rows of faces with
     ``has_landmarks = False`` are zeroed. Wrong shapes raise :class:`ValueError` naming the field.
@@ -93,6 +97,7 @@ class FaceSample:
     boxes: np.ndarray
     landmarks: np.ndarray
     has_landmarks: np.ndarray
+    ignore: np.ndarray = field(default_factory=lambda: np.zeros((0, 4), np.float32))
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "image_path", Path(self.image_path))
@@ -107,7 +112,13 @@ class FaceSample:
         if has_landmarks.shape != (n,):
             raise ValueError(f"has_landmarks must have shape [N] with N = {n}, got {has_landmarks.shape}")
         landmarks[~has_landmarks] = 0.0
-        for name, value in (("boxes", boxes), ("landmarks", landmarks), ("has_landmarks", has_landmarks)):
+        ignore = _as_array(self.ignore, np.float32, "ignore")
+        if ignore.size == 0:
+            ignore = ignore.reshape(0, 4)
+        if ignore.ndim != 2 or ignore.shape[1] != 4:
+            raise ValueError(f"ignore must have shape [K, 4], got {ignore.shape}")
+        for name, value in (("boxes", boxes), ("landmarks", landmarks), ("has_landmarks", has_landmarks),
+                            ("ignore", ignore)):
             value.setflags(write=False)
             object.__setattr__(self, name, value)
 
@@ -381,7 +392,14 @@ def _parse_jsonl_record(record: object, images_root: Path) -> FaceSample:
                 raise ValueError(f"face {index}: 'landmarks' must be null or 5 [x, y] pairs, got {points!r}")
             landmarks.append(array.reshape(10).tolist())
             has.append(True)
-    return _make_sample(images_root / image, boxes, landmarks, has)
+    sample = _make_sample(images_root / image, boxes, landmarks, has)
+    regions = record.get("ignore") or []
+    if regions:
+        ignore = np.asarray(regions, dtype=np.float64)
+        if ignore.ndim != 2 or ignore.shape[1] != 4 or not np.all(np.isfinite(ignore)):
+            raise ValueError(f"'ignore' must be a list of [x1, y1, x2, y2] boxes, got {regions!r}")
+        sample = FaceSample(sample.image_path, sample.boxes, sample.landmarks, sample.has_landmarks, ignore)
+    return sample
 
 
 def write_jsonl(samples: Sequence[FaceSample], path: PathLike, images_root: PathLike) -> None:
@@ -409,7 +427,10 @@ def write_jsonl(samples: Sequence[FaceSample], path: PathLike, images_root: Path
                         else None,
                     }
                 )
-            handle.write(json.dumps({"image": rel.as_posix(), "faces": faces}) + "\n")
+            record: dict[str, object] = {"image": rel.as_posix(), "faces": faces}
+            if len(sample.ignore):
+                record["ignore"] = [[float(v) for v in box] for box in sample.ignore]
+            handle.write(json.dumps(record) + "\n")
 
 
 # ------------------------------------------------------------------------------------- images, dataset
@@ -464,7 +485,11 @@ class FaceDataset(Dataset):
         sample = self.samples[index]
         image = load_image_bgr(sample.image_path)
         rng = np.random.default_rng((self.seed, self.epoch, index))
-        image_chw, targets = self.transform(image, sample.boxes, sample.landmarks, sample.has_landmarks, rng)
+        if len(sample.ignore):
+            image_chw, targets = self.transform(image, sample.boxes, sample.landmarks, sample.has_landmarks, rng,
+                                                ignore=sample.ignore)  # type: ignore[call-arg]
+        else:
+            image_chw, targets = self.transform(image, sample.boxes, sample.landmarks, sample.has_landmarks, rng)
         image_tensor = torch.from_numpy(np.ascontiguousarray(image_chw, dtype=np.float32))
         target_tensor = torch.from_numpy(
             np.ascontiguousarray(targets, dtype=np.float32).reshape(-1, TARGET_DIM)

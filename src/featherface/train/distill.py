@@ -8,7 +8,7 @@ A working version of what the fork intended: the student is trained on the real 
   ``max(1, N_pos)`` like the task loss (``"positives"``: the dense teacher signal then weighs as much
   as the ground-truth classification term instead of ~1/500 of it);
 * ``box``: smooth-L1 (beta 1) between the student's and the teacher's raw box offsets, summed over
-  the positive anchors (``conf_t != 0`` from the matcher) and divided by ``max(1, N_pos)``;
+  the positive anchors (:func:`~featherface.train.matcher.positive_mask` of the matcher labels) and divided by ``max(1, N_pos)``;
 * ``ldm``: the same for the 10 landmark offsets, on the same positives (label 1 *and* -1: the
   teacher supplies landmarks for faces whose annotation has none).
 
@@ -32,6 +32,7 @@ from featherface.config import PriorConfig
 from featherface.ops import box_iou
 from featherface.options import DetectorOptions
 from featherface.pipeline import RawDetections, decode
+from featherface.train.matcher import positive_mask
 
 __all__ = [
     "DistillConfig",
@@ -119,7 +120,7 @@ class DistillationLoss(nn.Module):
 
         log_p_s = F.log_softmax(s_logits / temp, dim=-1)
         log_p_t = F.log_softmax(t_logits / temp, dim=-1)
-        pos = conf_t.to(s_loc.device) != 0
+        pos = positive_mask(conf_t.to(s_loc.device))
         denom = pos.sum().clamp(min=1).float()
         if pos_normalizer is not None:
             denom = torch.as_tensor(pos_normalizer, dtype=torch.float32, device=s_loc.device)

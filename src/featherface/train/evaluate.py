@@ -53,7 +53,7 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Collection, Mapping
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -69,6 +69,7 @@ __all__ = [
     "read_predictions",
     "load_ground_truth",
     "evaluate_widerface",
+    "score_detections",
     "plot_pr_curves",
 ]
 
@@ -464,6 +465,7 @@ def _score(
     ground_truth: list[GroundTruthImage],
     iou_threshold: float,
     num_thresholds: int,
+    settings: Sequence[str] = SETTINGS,
 ) -> dict[str, tuple[float, np.ndarray, np.ndarray]]:
     """Steps 2-7 of the protocol; returns setting -> (AP, precision [T], recall [T])."""
     lo, hi = _score_range(predictions)
@@ -473,12 +475,12 @@ def _score(
     thresholds = 1.0 - (np.arange(num_thresholds, dtype=np.float64) + 1.0) / num_thresholds
     neg_thresholds = -thresholds  # increasing, for searchsorted
 
-    count_face = dict.fromkeys(SETTINGS, 0)
-    proposals = {s: np.zeros(num_thresholds, dtype=np.int64) for s in SETTINGS}
-    true_pos = {s: np.zeros(num_thresholds, dtype=np.int64) for s in SETTINGS}
+    count_face = dict.fromkeys(settings, 0)
+    proposals = {s: np.zeros(num_thresholds, dtype=np.int64) for s in settings}
+    true_pos = {s: np.zeros(num_thresholds, dtype=np.int64) for s in settings}
     missing = 0
     for image in ground_truth:
-        for setting in SETTINGS:
+        for setting in settings:
             count_face[setting] += len(image.counted[setting])
         pred = predictions.get(image.event, {}).get(image.name)
         if pred is None:
@@ -498,7 +500,7 @@ def _score(
 
         best_iou, best_gt = _best_overlaps(pred[:, :4], image.boxes)
         hit = best_iou >= iou_threshold
-        for setting in SETTINGS:
+        for setting in settings:
             counts = np.zeros(n_gt, dtype=bool)
             counts[image.counted[setting]] = True
             target_counted = counts[best_gt]
@@ -521,7 +523,7 @@ def _score(
         logger.warning("%d prediction files match no ground-truth image and are not scored", extra)
 
     results: dict[str, tuple[float, np.ndarray, np.ndarray]] = {}
-    for setting in SETTINGS:
+    for setting in settings:
         prop = proposals[setting].astype(np.float64)
         tp = true_pos[setting].astype(np.float64)
         precision = np.divide(tp, prop, out=np.zeros_like(tp), where=prop > 0)
@@ -532,6 +534,31 @@ def _score(
             recall = np.zeros_like(tp)
         results[setting] = (_voc_ap(recall, precision), precision, recall)
     return results
+
+
+def score_detections(
+    predictions: Mapping[str, Mapping[str, np.ndarray]],
+    ground_truth: list[GroundTruthImage],
+    *,
+    settings: Sequence[str] = SETTINGS,
+    iou_threshold: float = 0.5,
+    num_thresholds: int = 1000,
+) -> dict[str, float]:
+    """AP per setting of in-memory predictions, with the protocol of :func:`evaluate_widerface`.
+
+    Args:
+        predictions: event -> image name -> ``float [K, 5]`` rows ``x, y, w, h, score`` (pixels),
+            sorted by descending score.
+        ground_truth: the images to score; each one's ``counted`` names the faces counted per
+            setting (faces not counted in a setting are ignored there: a prediction on them is
+            neither a hit nor a false positive).
+        settings: the keys of ``counted`` to score.
+
+    Returns:
+        setting -> AP as a fraction in [0, 1].
+    """
+    scored = _score(predictions, ground_truth, iou_threshold, int(num_thresholds), tuple(settings))
+    return {setting: scored[setting][0] for setting in settings}
 
 
 def evaluate_widerface(

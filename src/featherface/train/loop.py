@@ -156,7 +156,8 @@ class Trainer:
         if self.dist.distributed and cfg.sync_bn:
             self.model = ddp_utils.convert_sync_batchnorm(self.model, cuda=self.device.type == "cuda")
         self.model.to(self.device)
-        if self.cuda and cfg.channels_last:
+        self.channels_last = (cfg.channels_last and self.cuda) or (cfg.cpu_channels_last and not self.cuda)
+        if self.channels_last:
             self.model = self.model.to(memory_format=torch.channels_last)
         self.criterion = MultiBoxLoss(self.model_config.priors, cfg.neg_pos_ratio, weights=cfg.loss_weights,
                                       min_negatives=cfg.min_negatives)
@@ -169,7 +170,9 @@ class Trainer:
         self.dataset = FaceDataset(
             self.samples,
             TrainTransform(image_size=cfg.image_size, mean_bgr=self.model_config.mean_bgr,
-                           negative_frames=cfg.negative_frames),
+                           negative_frames=cfg.negative_frames, background_crops=cfg.background_crops,
+                           whole_images=cfg.whole_images,
+                           **({"crop_scales": cfg.crop_scales} if cfg.crop_scales else {})),
             seed=cfg.seed,
         )
         self.steps_per_epoch = len(self.samples) // cfg.batch_size
@@ -183,6 +186,8 @@ class Trainer:
         self.amp_dtype: torch.dtype | None = None
         if self.cuda and cfg.amp:
             self.amp_dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+        elif not self.cuda and cfg.cpu_bf16:
+            self.amp_dtype = torch.bfloat16
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp_dtype == torch.float16)
         self.ema: torch.optim.swa_utils.AveragedModel | None = None
         if cfg.ema_decay:
@@ -278,7 +283,7 @@ class Trainer:
         if self.cfg.freeze_backbone:  # frozen: BatchNorm keeps its running statistics
             self.model.backbone.eval()  # type: ignore[union-attr]
         images = images.to(self.device, non_blocking=True)
-        if self.cuda and self.cfg.channels_last:
+        if self.channels_last:
             images = images.contiguous(memory_format=torch.channels_last)
         targets = [t.to(self.device, non_blocking=True) for t in targets]
         matched = self.criterion.match(targets, self.priors)

@@ -25,7 +25,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from featherface.config import PriorConfig
-from featherface.train.matcher import match_batch
+from featherface.train.matcher import IGNORE, match_batch, positive_mask
 
 __all__ = ["LossWeights", "MultiBoxLoss", "MatchedTargets", "cross_entropy_per_prior", "hard_negative_mask"]
 
@@ -56,7 +56,8 @@ def cross_entropy_per_prior(logits: torch.Tensor, labels: torch.Tensor) -> torch
 
 
 def hard_negative_mask(
-    ce: torch.Tensor, positive: torch.Tensor, neg_pos_ratio: int, min_negatives: int = 0
+    ce: torch.Tensor, positive: torch.Tensor, neg_pos_ratio: int, min_negatives: int = 0,
+    ignore: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Per-image hard negative mining.
 
@@ -65,6 +66,7 @@ def hard_negative_mask(
         positive: ``[B, N]`` bool, priors labelled face.
         neg_pos_ratio: negatives kept per positive.
         min_negatives: at least this many negatives per image (also for images without positives).
+        ignore: ``[B, N]`` bool, priors in ignore regions: never mined (their loss is zeroed too).
 
     Returns:
         ``[B, N]`` bool: for image ``i`` the ``min(max(neg_pos_ratio * num_pos_i, min_negatives), N - 1)`` priors of highest
@@ -72,13 +74,14 @@ def hard_negative_mask(
         positive only when fewer background priors than that have a non-zero loss; callers take
         ``positive | mask``.
     """
-    ce = ce.detach().masked_fill(positive, 0.0)
+    ce = ce.detach().masked_fill(positive if ignore is None else positive | ignore, 0.0)
     n = ce.shape[1]
     num_neg = (neg_pos_ratio * positive.sum(dim=1, keepdim=True)).clamp(min=min_negatives, max=n - 1)  # [B, 1]
     order = torch.sort(ce, dim=1, descending=True, stable=True).indices
     rank = torch.empty_like(order)
     rank.scatter_(1, order, torch.arange(n, device=ce.device).expand_as(order))
-    return rank < num_neg
+    mined = rank < num_neg
+    return mined if ignore is None else mined & ~ignore
 
 
 class MultiBoxLoss(nn.Module):
@@ -173,7 +176,7 @@ class MultiBoxLoss(nn.Module):
         loc, logits, ldm = loc.float(), logits.float(), ldm.float()
         loc_t, ldm_t = loc_t.float(), ldm_t.float()
 
-        pos = conf_t != 0
+        pos = positive_mask(conf_t)
         pos_ldm = conf_t > 0
         num_pos = pos.sum()
         num_ldm = pos_ldm.sum()
@@ -190,7 +193,7 @@ class MultiBoxLoss(nn.Module):
 
         labels = pos.long()
         ce = cross_entropy_per_prior(logits, labels)  # [B, N]
-        neg = hard_negative_mask(ce, pos, self.neg_pos_ratio, self.min_negatives)
+        neg = hard_negative_mask(ce, pos, self.neg_pos_ratio, self.min_negatives, ignore=conf_t == IGNORE)
         selected = pos | neg
         loss_cls = ce[selected].sum() / denom
 

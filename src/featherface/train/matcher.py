@@ -4,9 +4,11 @@ Conventions:
 
 * ``targets[M, 15]`` per image, everything normalised to ``[0, 1]`` by the network input size:
   columns 0-3 box ``(x1, y1, x2, y2)``; 4-13 landmarks ``(x0, y0, ..., x4, y4)`` (zeros when absent);
-  14 label, ``1.0`` for a face with landmarks, ``-1.0`` for a face without. ``M`` may be 0.
+  14 label, ``1.0`` for a face with landmarks, ``-1.0`` for a face without, ``0.0`` for an *ignore
+  region* (a face the pseudo-labelling teacher was unsure of). ``M`` may be 0.
 * ``priors[N, 4]`` in ``(cx, cy, w, h)`` form (:func:`featherface.priors.generate_priors`).
-* Outputs: ``loc_t[N, 4]`` encoded box offsets, ``conf_t[N]`` int64 in ``{-1, 0, 1}`` (0 = background),
+* Outputs: ``loc_t[N, 4]`` encoded box offsets, ``conf_t[N]`` int64 in ``{-2, -1, 0, 1}`` (0 = background,
+  :data:`IGNORE` = -2: neither face nor background; :func:`positive_mask` gives the faces),
   ``ldm_t[N, 10]`` encoded landmark offsets. Offsets of background priors are meaningless (they
   are encoded against whichever GT the prior overlaps most, or zero when the image has no
   usable GT) and are never read by the loss.
@@ -22,6 +24,11 @@ Rules, as in the authors' code:
    that failed step 2 therefore re-targets its best prior but does not make it positive: that
    prior is positive only if its own best IoU (with any GT) is >= ``pos_iou``.
 5. A prior takes the label of its matched GT, or 0 when its IoU < ``pos_iou`` (0.35).
+
+Ignore regions (label 0) take no part in steps 1-5; afterwards a background prior whose IoU with an
+ignore region is >= ``ignore_iou`` (0.3) gets :data:`IGNORE`: the loss neither mines it as a negative nor
+trains it as a face (the "don't care" regions of pseudo-labelled detection training, as in the
+ignore flags of Caltech/CityPersons-style pedestrian benchmarks).
 """
 
 from __future__ import annotations
@@ -33,10 +40,18 @@ import torch
 from featherface.box_coder import Variances, encode_boxes, encode_landmarks
 from featherface.ops import box_iou
 
-__all__ = ["match", "match_batch", "priors_to_corners", "TARGET_COLUMNS"]
+__all__ = ["IGNORE", "TARGET_COLUMNS", "match", "match_batch", "positive_mask", "priors_to_corners"]
 
 #: Number of columns of one target row: 4 box + 10 landmarks + 1 label.
 TARGET_COLUMNS = 15
+
+#: ``conf_t`` value of a prior that overlaps an ignore region: neither a face nor a mined negative.
+IGNORE = -2
+
+
+def positive_mask(conf_t: torch.Tensor) -> torch.Tensor:
+    """``conf_t`` (any shape, from :func:`match`) -> bool mask of the priors matched to a face."""
+    return (conf_t == 1) | (conf_t == -1)
 
 
 def priors_to_corners(priors: torch.Tensor) -> torch.Tensor:
@@ -57,6 +72,7 @@ def match(
     *,
     pos_iou: float = 0.35,
     force_iou: float = 0.2,
+    ignore_iou: float = 0.3,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Match the ground truth of one image to the priors.
 
@@ -67,12 +83,20 @@ def match(
         pos_iou: a prior whose IoU with its matched GT is below this is background.
         force_iou: a GT whose best prior IoU is below this is not force-matched; if no GT reaches
             it, every prior is background.
+        ignore_iou: a background prior with at least this IoU with an ignore row gets :data:`IGNORE`.
 
     Returns:
-        ``(loc_t[N, 4], conf_t[N] int64 in {-1, 0, 1}, ldm_t[N, 10])`` on ``priors``' device, in
+        ``(loc_t[N, 4], conf_t[N] int64 in {-2, -1, 0, 1}, ldm_t[N, 10])`` on ``priors``' device, in
         ``priors``' floating dtype. Offsets are zero when the image is entirely background.
     """
     _check_targets(targets)
+    ignore_rows = targets[:, 14] == 0
+    if bool(ignore_rows.any()):
+        loc_t, conf_t, ldm_t = match(targets[~ignore_rows], priors, variances, pos_iou=pos_iou, force_iou=force_iou)
+        ignore_boxes = targets[ignore_rows, :4].to(device=priors.device, dtype=priors.dtype)
+        near = box_iou(ignore_boxes, priors_to_corners(priors)).amax(dim=0) >= ignore_iou
+        conf_t = torch.where(near & (conf_t == 0), torch.full_like(conf_t, IGNORE), conf_t)
+        return loc_t, conf_t, ldm_t
     if priors.ndim != 2 or priors.shape[1] != 4:
         raise ValueError(f"match: priors must have shape [N, 4], got {tuple(priors.shape)}")
     n = priors.shape[0]
