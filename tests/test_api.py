@@ -234,10 +234,12 @@ def test_corrupt_file_and_absurd_size(det: FaceDetector, tmp_path: Path) -> None
     bad.write_bytes(b"\xff\xd8\xff\xe0" + b"\x00" * 50)
     with pytest.raises(ImageError, match="broken.jpg"):
         det.detect(bad)
-    huge = np.zeros((8000, 8000), np.uint8)  # 64 MP > the 40 MP default cap
+    huge = np.zeros((8000, 8000), np.uint8)  # 64 MP > the 40 MP default cap at the original size
     with pytest.raises(ValueError, match="max_input_pixels"):
-        det.detect(huge)
-    assert isinstance(det.detect(huge[:2000, :2000], max_size=64), list)  # downscaled is fine
+        det.detect(huge, max_size=None)
+    with pytest.raises(ValueError, match="max_input_pixels"):
+        det.detect(huge, min_face_size=2.0)  # asks for a 80,000 px network input
+    assert isinstance(det.detect(huge[:2000, :2000], max_size=64), list)  # downscaled is fine (random weights: any boxes)
     with pytest.raises(ValueError, match="color"):
         det.detect(np.zeros((4, 4, 3), np.uint8), color="hsv")  # type: ignore[arg-type]
     with pytest.raises(TypeError, match="list"):
@@ -329,3 +331,25 @@ def test_to_tensor_layouts_and_views(rgb: np.ndarray, channels_last: bool) -> No
         assert got.is_contiguous(memory_format=torch.channels_last if channels_last else torch.contiguous_format)
         assert torch.equal(got[1], expect.permute(2, 0, 1))
     assert np.array_equal(ro, rgb)
+
+
+def test_default_size_policy_caps_the_network_input() -> None:
+    from featherface import DetectorOptions
+    from featherface.options import MIN_FACE_NETWORK_PX
+
+    opts = DetectorOptions()
+    assert opts.max_size == 1024
+    assert opts.network_size(3000, 4000) == (768, 1024)  # a 12 MP phone photo
+    assert opts.network_size(480, 640) == (480, 640)  # smaller images keep their size
+    assert DetectorOptions(max_size=None).network_size(3000, 4000) == (3000, 4000)
+    # min_face_size picks the scale: a 40 px face becomes MIN_FACE_NETWORK_PX, up or down, no cap
+    f = MIN_FACE_NETWORK_PX / 40.0
+    assert DetectorOptions(min_face_size=40).network_size(3000, 4000) == (round(3000 * f), round(4000 * f))
+    f = MIN_FACE_NETWORK_PX / 10.0
+    assert DetectorOptions(min_face_size=10).network_size(480, 640) == (round(480 * f), round(640 * f))
+    # an explicit input_size wins over min_face_size, and max_size applies to it
+    assert DetectorOptions(min_face_size=10, input_size=2000).network_size(3000, 4000) == (768, 1024)
+    with pytest.raises(ValueError, match="min_face_size"):
+        DetectorOptions(min_face_size=0)
+    with pytest.raises(TypeError, match="min_face_size"):
+        DetectorOptions(min_face_size="20")  # type: ignore[arg-type]

@@ -16,7 +16,12 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["DetectorOptions", "OPTION_TYPES"]
+__all__ = ["DetectorOptions", "MIN_FACE_NETWORK_PX", "OPTION_TYPES"]
+
+#: Face height in network-input pixels that ``min_face_size`` maps to. The smallest prior of both
+#: networks is 16 px at stride 8 (RetinaFace's anchors, which FeatherFace keeps); a 20 px face overlaps
+#: it with IoU 0.64 and is found reliably, while faces much below 16 px are mostly missed.
+MIN_FACE_NETWORK_PX = 20.0
 
 
 def _is_int(value: Any) -> bool:
@@ -36,6 +41,7 @@ OPTION_TYPES: dict[str, str] = {
     "max_detections": "a positive int or None",
     "input_size": "None, a positive int or (height, width) of positive ints",
     "max_size": "a positive int or None",
+    "min_face_size": "a positive number or None",
     "max_input_pixels": "a positive int",
     "legacy_nms": "True or False",
 }
@@ -67,6 +73,14 @@ def _validate_option(name: str, value: Any) -> Any:
         if value <= 0:
             raise _option_error(ValueError, name, value)
         return int(value)
+    if name == "min_face_size":
+        if value is None:
+            return None
+        if not _is_real(value) or not math.isfinite(float(value)):
+            raise _option_error(TypeError, name, value)
+        if value <= 0:
+            raise _option_error(ValueError, name, value)
+        return float(value)
     if name == "input_size":
         if value is None:
             return None
@@ -99,9 +113,19 @@ class DetectorOptions:
         iou_threshold: NMS IoU threshold (default 0.4).
         pre_nms_top_k: best candidates kept before NMS (``None``: all).
         max_detections: faces returned at most, best first (``None``: all).
-        input_size: ``None`` runs at the original size; an ``int`` scales the image (up or down,
-            aspect kept) so its longer side equals it; ``(height, width)`` resizes to exactly that.
-        max_size: if the (scaled) longer side exceeds this, downscale to it (aspect kept).
+        input_size: ``None`` runs at the original size (capped by ``max_size``); an ``int`` scales
+            the image (up or down, aspect kept) so its longer side equals it; ``(height, width)``
+            resizes to exactly that.
+        max_size: if the (scaled) longer side exceeds this, downscale to it (aspect kept). Default
+            1024: above about 1,300 px of network input the packaged weights put false boxes on
+            plain background, and on phone-size photos (4000 px) a 1024 px input found about as
+            many faces of 40 px and more as 1280 or 1600 px with half the false boxes or fewer
+            (``benchmarks/size_policy.py``, docs/concepts.md). ``None``: no cap (the WIDER FACE
+            protocol runs every image at its original size).
+        min_face_size: the smallest face, in pixels of the original image, that you need found
+            (its box height). The image is scaled so that such a face is
+            :data:`MIN_FACE_NETWORK_PX` pixels in the network input (up or down); ``max_size`` is
+            then not applied (``max_input_pixels`` still is). Ignored when ``input_size`` is set.
         max_input_pixels: refuse network inputs above this many pixels instead of exhausting memory
             (set ``max_size`` to process huge images at reduced resolution).
         legacy_nms: the "+1 pixel" NMS convention of the reference evaluation code.
@@ -112,7 +136,8 @@ class DetectorOptions:
     pre_nms_top_k: int | None = 5000
     max_detections: int | None = 750
     input_size: int | tuple[int, int] | None = None
-    max_size: int | None = None
+    max_size: int | None = 1024
+    min_face_size: float | None = None
     max_input_pixels: int = 40_000_000
     legacy_nms: bool = False
 
@@ -139,7 +164,10 @@ class DetectorOptions:
         elif isinstance(s, int):
             f = s / max(h, w)
             h, w = max(1, round(h * f)), max(1, round(w * f))
-        if self.max_size is not None and max(h, w) > self.max_size:
+        elif self.min_face_size is not None:
+            f = MIN_FACE_NETWORK_PX / self.min_face_size
+            h, w = max(1, round(h * f)), max(1, round(w * f))
+        if self.max_size is not None and max(h, w) > self.max_size and (s is not None or self.min_face_size is None):
             f = self.max_size / max(h, w)
             h, w = max(1, round(h * f)), max(1, round(w * f))
         if h * w > self.max_input_pixels:

@@ -45,6 +45,19 @@ def _parse_input_size(text: str) -> int | tuple[int, int]:
         raise argparse.ArgumentTypeError(f"expected N or HxW (e.g. 640 or 480x640), got {text!r}") from None
 
 
+_NO_LIMIT = "none"
+"""``--max-size none``: the value that turns the cap off (``max_size=None``)."""
+
+
+def _size_or_none(text: str) -> int | str:
+    if text.strip().lower() == _NO_LIMIT:
+        return _NO_LIMIT
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer or 'none', got {text!r}") from None
+
+
 def _existing_path(text: str) -> str:
     if not Path(text).expanduser().exists():
         raise argparse.ArgumentTypeError(f"no such file or directory: {text}")
@@ -58,14 +71,17 @@ DETECTION_FLAGS: dict[str, tuple[str, Callable[[str], Any], str]] = {
     "max_detections": ("N", int, "at most N faces per image, best first"),
     "input_size": ("N|HxW", _parse_input_size,
                    "scale the image so its longer side is N (up or down), or resize to exactly HxW"),
-    "max_size": ("N", int, "downscale images whose longer side exceeds N"),
+    "max_size": ("N|none", _size_or_none,
+                 "downscale images whose longer side exceeds N ('none': original size, as WIDER FACE evaluates)"),
+    "min_face_size": ("PX", float,
+                      "smallest face (px high in the image) to find: scales the image for it, ignoring --max-size"),
 }
 """The :class:`featherface.DetectorOptions` fields that have a flag: metavar, parser, help (the
 default is appended from the dataclass)."""
 
 _NONE_MEANS = {"pre_nms_top_k": "all", "max_detections": "all", "input_size": "original size", "max_size": "no limit"}
 
-_MODEL_FLAGS = ("score_threshold", "iou_threshold", "max_detections", "input_size", "max_size")
+_MODEL_FLAGS = ("score_threshold", "iou_threshold", "max_detections", "input_size", "max_size", "min_face_size")
 
 
 def add_detection_option_arguments(group: Any, names: Iterable[str] = _MODEL_FLAGS) -> None:
@@ -102,7 +118,8 @@ def add_model_arguments(parser: argparse.ArgumentParser, *, detection_options: b
 
 def detector_options_from_args(args: argparse.Namespace) -> dict[str, Any]:
     """The :class:`featherface.DetectorOptions` given on the command line (only those set)."""
-    return {n: getattr(args, n) for n in DETECTION_FLAGS if getattr(args, n, None) is not None}
+    given = {n: getattr(args, n) for n in DETECTION_FLAGS if getattr(args, n, None) is not None}
+    return {n: None if v == _NO_LIMIT else v for n, v in given.items()}
 
 
 def detector_options(**values: Any) -> DetectorOptions:
