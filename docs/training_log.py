@@ -1,0 +1,165 @@
+"""The training-run log of the shipped ``v2_ultra`` weights: dev-split AP per checkpoint of every stage,
+against the training crops seen since the first stage, with the wall-clock time it took.
+
+Every choice between stages and checkpoints is made on these dev numbers (the dev split of
+``featherface.train.devset``: WIDER FACE *train* hold-out with official boxes + teacher-labelled
+extra photographs); WIDER FACE val is measured once, for the weights that ship (docs/evaluation.md).
+The log is ``docs/data/training_log.jsonl``; the next session appends to it.
+
+    # score a weights folder (e.g. the weights a stage starts from) and log it
+    python docs/training_log.py weights src/featherface/weights/v2_ultra --stage s2_unfrozen \
+        --crops-total 55520 --wall-hours 2.02 --dev ../dev --widerface ../data/widerface --extra ../data/extra
+    # score the EMA weights of a run's step checkpoints (every N steps and last.pt) and log them
+    python docs/training_log.py run ../runs/v2_ultra_s4 --stage s4_extra --crops-before 55520 \
+        --every 500 --dev ../dev --widerface ../data/widerface --extra ../data/extra
+    # draw docs/training_log.png from the log
+    python docs/training_log.py plot
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+DOCS = Path(__file__).resolve().parent
+LOG = DOCS / "data" / "training_log.jsonl"
+PNG = DOCS / "training_log.png"
+
+
+def records(path: Path = LOG) -> list[dict[str, Any]]:
+    if not path.exists():
+        return []
+    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+
+
+def _append(rec: dict[str, Any]) -> None:
+    LOG.parent.mkdir(parents=True, exist_ok=True)
+    with LOG.open("a", encoding="utf-8") as f:
+        f.write(json.dumps(rec) + "\n")
+    print(json.dumps(rec), flush=True)
+
+
+def _dev(detector: Any, args: argparse.Namespace) -> dict[str, dict[str, float]]:
+    from featherface.train.devset import load_dev_split, score_on_dev
+
+    res = score_on_dev(detector, load_dev_split(args.dev, args.widerface, args.extra))
+    return {part: {k: round(100 * v, 2) for k, v in aps.items()} for part, aps in res.items()}
+
+
+def _wall_hours(run: Path, upto_step: int) -> float:
+    """Hours of training up to ``upto_step`` from the run's ``metrics.jsonl`` (images/s per logged window)."""
+    cfg = json.loads((run / "train_config.json").read_text(encoding="utf-8"))
+    batch, seconds, last = int(cfg["batch_size"]), 0.0, 0
+    for line in (run / "metrics.jsonl").read_text(encoding="utf-8").splitlines():
+        rec = json.loads(line)
+        if "images_per_s" not in rec or rec["step"] > upto_step:
+            continue
+        seconds += (rec["step"] - last) * batch / max(rec["images_per_s"], 1e-9)
+        last = rec["step"]
+    return round(seconds / 3600, 3)
+
+
+def cmd_weights(args: argparse.Namespace) -> int:
+    import featherface
+    from featherface.hub import sha256_file
+
+    det = featherface.load_model(weights=args.weights, device="cpu", num_threads=args.threads)
+    sha = sha256_file(Path(args.weights) / "model.safetensors")
+    _append({"stage": args.stage, "checkpoint": str(args.weights), "weights_sha256": sha, "step": None,
+             "crops_total": args.crops_total, "wall_hours_total": args.wall_hours, "note": args.note,
+             "dev": _dev(det, args)})
+    return 0
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    import torch
+
+    from featherface.api import FaceDetector
+    from featherface.train.export import load_checkpoint_model
+
+    torch.set_num_threads(args.threads)
+    run = Path(args.run)
+    cfg = json.loads((run / "train_config.json").read_text(encoding="utf-8"))
+    batch = int(cfg["batch_size"])
+    done = {(r["stage"], r["step"]) for r in records()}
+    steps = sorted(run.glob("step*.pt"))
+    chosen = [c for c in steps if int(c.stem[4:]) % args.every == 0]
+    if (run / "last.pt").exists():
+        chosen.append(run / "last.pt")
+    for ckpt in chosen:
+        step = int(torch.load(ckpt, map_location="cpu", weights_only=True)["step"])
+        if (args.stage, step) in done:
+            continue
+        done.add((args.stage, step))
+        model, mcfg, _ = load_checkpoint_model(ckpt, use_ema=True)
+        det = FaceDetector(model, mcfg, device="cpu")
+        _append({"stage": args.stage, "checkpoint": f"{run.name}/{ckpt.name}", "ema": True, "step": step,
+                 "crops_total": args.crops_before + step * batch,
+                 "wall_hours_total": round(args.hours_before + _wall_hours(run, step), 3),
+                 "note": args.note, "dev": _dev(det, args)})
+    return 0
+
+
+def cmd_plot(args: argparse.Namespace) -> int:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    recs = [r for r in records() if "dev" in r and "dev" in r["dev"]]
+    fig, ax = plt.subplots(figsize=(7, 4))
+    for setting, colour in (("large", "tab:green"), ("medium", "tab:orange"), ("all", "tab:red")):
+        xs = [r["crops_total"] / 1000 for r in recs]
+        ys = [r["dev"]["dev"][setting] for r in recs]
+        ax.plot(xs, ys, "o-", color=colour, label=f"faces {'>= 50 px' if setting == 'large' else '>= 20 px' if setting == 'medium' else ': all'}")
+    for r in recs:
+        if r.get("step") is None:
+            ax.annotate(r["stage"], (r["crops_total"] / 1000, r["dev"]["dev"]["large"]), fontsize=7,
+                        textcoords="offset points", xytext=(0, 6), ha="center")
+    ax.set_xlabel("training crops seen since the first stage (thousands)")
+    ax.set_ylabel("dev AP (%)")
+    ax.set_title("v2_ultra on the dev split (never WIDER FACE val)")
+    ax.grid(alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(args.out, dpi=110)
+    print(f"wrote {args.out}")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = ap.add_subparsers(dest="cmd", required=True)
+    for name in ("weights", "run"):
+        p = sub.add_parser(name)
+        p.add_argument("path")
+        p.add_argument("--stage", required=True)
+        p.add_argument("--dev", required=True)
+        p.add_argument("--widerface", required=True)
+        p.add_argument("--extra", required=True)
+        p.add_argument("--threads", type=int, default=1)
+        p.add_argument("--note", default="")
+        if name == "weights":
+            p.add_argument("--crops-total", type=int, required=True)
+            p.add_argument("--wall-hours", type=float, required=True)
+        else:
+            p.add_argument("--crops-before", type=int, required=True)
+            p.add_argument("--hours-before", type=float, default=0.0)
+            p.add_argument("--every", type=int, default=500)
+    p = sub.add_parser("plot")
+    p.add_argument("--out", default=str(PNG))
+    args = ap.parse_args(argv)
+    if args.cmd == "weights":
+        args.weights = args.path
+        return cmd_weights(args)
+    if args.cmd == "run":
+        args.run = args.path
+        return cmd_run(args)
+    return cmd_plot(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
