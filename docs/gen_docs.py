@@ -32,6 +32,7 @@ EXTRA_NAMES: tuple[str, ...] = (
     "featherface.types.LANDMARK_NAMES",
     "featherface.io.load_image",
     "featherface.io.read_image_file",
+    "featherface.io.output_color",
     "featherface.api.resolve_device",
     "featherface.pipeline.DetectionPipeline",
     "featherface.pipeline.preprocess",
