@@ -28,7 +28,8 @@ def draw(
     """Return an annotated **copy** of ``image`` (uint8, ``H x W x 3``) with boxes and landmarks.
 
     The result has the colour order of the input for arrays and tensors (``color``), and RGB for
-    files, bytes, file objects and PIL images (:func:`featherface.io.output_color`); ``box_color`` is given in that same order. The input is not modified.
+    files, bytes, file objects and PIL images (:func:`featherface.io.output_color`); ``box_color``
+    is given in that same order. The input is not modified.
     """
     import cv2
 
