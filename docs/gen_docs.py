@@ -32,6 +32,7 @@ EXTRA_NAMES: tuple[str, ...] = (
     "featherface.types.LANDMARK_NAMES",
     "featherface.io.load_image",
     "featherface.io.read_image_file",
+    "featherface.io.output_color",
     "featherface.api.resolve_device",
     "featherface.pipeline.DetectionPipeline",
     "featherface.pipeline.preprocess",
@@ -60,7 +61,7 @@ SIGNATURE_FENCE = "```python notest"
 """Opening fence of a signature block: Python highlighting, and ``notest`` so that the docs tests
 (pytest-markdown-docs, tests/doc_blocks.py) do not run it: a signature is not code to execute."""
 
-SECTIONS = ("Args", "Arguments", "Attributes", "Returns", "Raises", "Yields", "Example", "Examples", "Note")
+SECTIONS = ("Args", "Arguments", "Attributes", "Returns", "Raises", "Warns", "Yields", "Example", "Examples", "Note")
 _ROLE = re.compile(r":(?:class|func|meth|attr|data|mod|exc|obj):`~?([^`]+)`")
 
 

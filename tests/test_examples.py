@@ -45,8 +45,8 @@ def test_the_example_image_is_the_astronaut():
 
 
 def test_every_example_is_tested_and_documented():
-    assert set(SCRIPTS) == {"blur_faces.py", "detect_folder.py", "detect_image.py", "ray_folder.py", "small_faces.py",
-                            "webcam.py"}
+    assert set(SCRIPTS) == {"align_faces.py", "blur_faces.py", "detect_folder.py", "detect_image.py", "ray_folder.py",
+                            "small_faces.py", "webcam.py"}
     for name in SCRIPTS:
         module = load_example(name[:-3])
         assert module.__doc__ and module.__doc__.strip(), name
@@ -133,6 +133,18 @@ def test_blur_faces_changes_only_the_reported_regions(tmp_path):
         if roi_before.reshape(-1, 3).std(axis=0).max() > 0:  # a flat region cannot change when blurred
             assert not np.array_equal(roi_before, after[y1:y2, x1:x2]), (x1, y1, x2, y2)
     assert np.array_equal(before[~inside], after[~inside])
+
+
+def test_align_faces_writes_one_crop_per_face(tmp_path):
+    out = tmp_path / "aligned"
+    proc = run_example("align_faces.py", str(ASTRONAUT), "--out-dir", str(out), "--size", "96", *RANDOM,
+                       "--score-threshold", "0", "--max-detections", "2")
+    assert proc.returncode == 0, proc.stderr
+    assert "2 face(s) aligned to 96x96" in proc.stdout
+    crops = sorted(out.glob("*.png"))
+    assert [p.name for p in crops] == ["astronaut_face1.png", "astronaut_face2.png"]
+    assert all(cv2.imread(str(p)).shape == (96, 96, 3) for p in crops)
+    assert run_example("align_faces.py", str(ASTRONAUT), "--out-dir", str(out), "--size", "0", *RANDOM).returncode == 2
 
 
 def test_pixelate_and_regions_helpers():

@@ -24,6 +24,7 @@ from featherface._version import __version__
 from featherface.errors import __all__ as _ERROR_NAMES
 
 if TYPE_CHECKING:
+    from featherface._align import align, align_faces
     from featherface.api import FaceDetector, load_model
     from featherface.config import ModelConfig, PriorConfig, V2UltraTechniques
     from featherface.errors import (
@@ -50,6 +51,8 @@ _LAZY = {
     "Detection": "featherface.types",
     "detections_to_arrays": "featherface.types",
     "draw": "featherface.visualize",
+    "align": "featherface._align",
+    "align_faces": "featherface._align",
     "ModelConfig": "featherface.config",
     "PriorConfig": "featherface.config",
     "V2UltraTechniques": "featherface.config",
@@ -67,6 +70,8 @@ __all__ = [
     "Detection",
     "detections_to_arrays",
     "draw",
+    "align",
+    "align_faces",
     "ModelConfig",
     "PriorConfig",
     "V2UltraTechniques",

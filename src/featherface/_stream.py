@@ -35,7 +35,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from featherface.io import ColorOrder
+from featherface.io import ColorOrder, is_file_object
 from featherface.options import DetectorOptions
 from featherface.pipeline import DetectionPipeline, PreparedImage, preprocess
 from featherface.types import Detection
@@ -84,7 +84,7 @@ def _no_collate(sample: _Entry) -> _Entry:
 
 def check_inputs(inputs: Any) -> None:
     """``TypeError`` unless ``inputs`` is an iterable of images (not one image)."""
-    if isinstance(inputs, (str, bytes, bytearray, memoryview, os.PathLike, np.ndarray)) or (
+    if isinstance(inputs, (str, bytes, bytearray, memoryview, os.PathLike, np.ndarray)) or is_file_object(inputs) or (
         type(inputs).__module__.startswith(("torch", "PIL.")) and not isinstance(inputs, (list, tuple))
     ):
         raise TypeError("detect_stream expects an iterable of images (paths, bytes, arrays...), not one image; "

@@ -33,7 +33,7 @@ from featherface.backends import BACKENDS, TorchRunner, import_onnxruntime, onnx
 from featherface.config import ModelConfig
 from featherface.errors import DeviceError
 from featherface.fuse import fuse_for_inference
-from featherface.io import ColorOrder, ImageInput
+from featherface.io import ColorOrder, ImageInput, is_file_object
 from featherface.options import DetectorOptions
 from featherface.pipeline import DetectionPipeline, RawOutputs
 from featherface.registry import DEFAULT_MODEL
@@ -188,10 +188,11 @@ class FaceDetector:
         """Detect faces in one image.
 
         Args:
-            image: path, encoded bytes, numpy array (``H x W x 3``/``x4``, ``H x W``, uint8 or float in
-                ``[0, 1]``), PIL image or torch tensor ``3 x H x W``; see :mod:`featherface.io`.
+            image: path, encoded bytes, binary file object (read from its current position), numpy
+                array (``H x W x 3``/``x4``, ``H x W``, uint8, uint16 or float in ``[0, 1]``), PIL image
+                or torch tensor ``3 x H x W``; see :mod:`featherface.io`.
             color: channel order of numpy arrays and tensors: ``"rgb"`` (default) or ``"bgr"``
-                (OpenCV frames). Ignored for files, bytes and PIL images.
+                (OpenCV frames). Ignored for files, bytes, file objects and PIL images.
             **options: per-call overrides of :class:`DetectorOptions` (e.g. ``score_threshold=0.7``).
 
         Returns:
@@ -217,7 +218,7 @@ class FaceDetector:
             if images.ndim != 4:
                 raise ValueError(f"detect_batch expects a B x 3 x H x W tensor or a list of images, got shape {tuple(images.shape)}")
             images = list(images)
-        elif isinstance(images, (str, bytes, np.ndarray)) or not isinstance(images, Iterable):
+        elif isinstance(images, (str, bytes, np.ndarray)) or is_file_object(images) or not isinstance(images, Iterable):
             raise TypeError("detect_batch expects a list (or other iterable) of images")
         prepared = [self.pipeline.preprocess(img, opts, color=color) for img in images]
         return _stream.detect_all(self.pipeline, prepared, opts)

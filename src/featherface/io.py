@@ -4,10 +4,17 @@ Accepted inputs (see :func:`load_image`):
 
 * ``str`` / ``pathlib.Path``: an image file (JPEG, PNG, BMP, WebP, TIFF...); EXIF orientation applied.
 * ``bytes`` / ``bytearray`` / ``memoryview``: an encoded image file; EXIF orientation applied.
+* a binary file object (anything with a ``read()`` that returns bytes: ``open(path, "rb")``,
+  ``io.BytesIO``, an HTTP response...): read **from its current position** to its end with one
+  ``read()`` call, then decoded as bytes (EXIF orientation applied). Nothing else is done to it: it is
+  neither rewound nor closed, so after the call it stands at its end. A text-mode file, or a ``read()``
+  returning ``str``, raises ``TypeError``.
 * ``numpy.ndarray``: ``H x W x 3`` (colour order given by ``color``), ``H x W x 4`` (alpha dropped),
   ``H x W`` or ``H x W x 1`` (grayscale); ``uint8`` in 0..255, ``uint16`` in 0..65535 or float in
   ``[0, 1]``.
-* ``PIL.Image.Image`` (when Pillow is installed; it is not a dependency): every mode, see below.
+* ``PIL.Image.Image`` (when Pillow is installed; it is not a dependency): every mode, see below;
+  an EXIF orientation tag is applied as ``PIL.ImageOps.exif_transpose`` does (the caller's image is
+  not changed), so a file gives the same pixels by path, by bytes and as ``PIL.Image.open(path)``.
 * ``torch.Tensor``: ``3 x H x W`` (or ``1 x 3 x H x W``), ``uint8`` or float in ``[0, 1]``, RGB unless
   ``color="bgr"``.
 
@@ -17,12 +24,19 @@ URLs (``"https://..."``) are not fetched: :func:`load_image` refuses them with :
 Intensity conventions, the same for every kind of input:
 
 * 8-bit data is used as is.
-* **16-bit data** (16-bit PNG or TIFF files, by path or bytes; ``uint16`` arrays; PIL modes ``I;16``,
-  ``I;16L``, ``I;16B``, ``I;16N`` and ``I``) keeps its high byte: ``v >> 8`` (``v // 256``), the
-  reduction that both Pillow (for 48-bit RGB files) and OpenCV (for 16-bit PNG files) apply. One
-  file therefore gives the same pixels by path, by bytes, as ``np.asarray(PIL.Image.open(f))`` and
-  as a PIL image. PIL mode ``I`` (32-bit integers) is read as 16-bit data, as Pillow gives it for
-  16-bit files; values outside 0..65535 are refused (:class:`ImageError` naming the mode).
+* **16-bit data** (16-bit PNG or TIFF files, by path or bytes; ``uint16`` arrays and tensors; PIL
+  modes ``I;16``, ``I;16L``, ``I;16B``, ``I;16N`` and ``I``) keeps its high byte: ``v >> 8``
+  (``v // 256``), the reduction that both Pillow (for 48-bit RGB files) and OpenCV (for 16-bit PNG
+  files) apply. One file therefore gives the same pixels by path, by bytes, as
+  ``np.asarray(PIL.Image.open(f))`` and as a PIL image. PIL mode ``I`` (32-bit integers) is read as
+  16-bit data, as Pillow gives it for 16-bit files; values outside 0..65535 are refused
+  (:class:`ImageError` naming the mode).
+* **A uint16 array is always 16-bit data**, whatever its values: its dtype decides, never its range.
+  A ``uint16`` array (or tensor) whose largest value is between 1 and 255 is almost certainly 8-bit
+  data stored as ``uint16``, which the rule above turns into a black image (every ``v >> 8`` is 0)
+  and no face is found; such an array is still read as 16-bit, and a ``UserWarning`` says so and how
+  to pass 8-bit data (``arr.astype(np.uint8)``). An all-zero array reads the same either way and
+  does not warn; 16-bit files and PIL images never warn (their depth is known).
 * **Float data** (float arrays and tensors, PIL mode ``F``) must lie in ``[0, 1]`` and is scaled by
   255; other values are refused with an :class:`ImageError`.
 * Every other PIL mode (``1``, ``LA``, ``P``, ``PA``, ``CMYK``, ``YCbCr``, ...) is converted with
@@ -35,8 +49,11 @@ The caller's data is never modified: every path returns a new array or a read-on
 
 from __future__ import annotations
 
+import io
 import os
 import re
+import sys
+import warnings
 from pathlib import Path
 from typing import Any, Literal, Union
 
@@ -44,10 +61,12 @@ import numpy as np
 
 from featherface.errors import ImageError
 
-__all__ = ["load_image", "read_image_file", "ImageError", "ColorOrder", "ImageInput", "is_url", "reject_url"]
+__all__ = ["load_image", "read_image_file", "ImageError", "ColorOrder", "ImageInput", "is_url", "reject_url",
+           "is_file_object", "output_color"]
 
 ColorOrder = Literal["rgb", "bgr"]
 ImageInput = Union[str, os.PathLike, bytes, bytearray, memoryview, np.ndarray, Any]  # noqa: UP007 (a runtime alias)
+"""Anything :func:`load_image` accepts (``Any`` stands for file objects, PIL images and torch tensors)."""
 
 _URL = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]+://")
 
@@ -55,6 +74,36 @@ _URL = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]+://")
 def is_url(text: str) -> bool:
     """Whether ``text`` looks like a URL (``scheme://...``) rather than a file path."""
     return bool(_URL.match(text))
+
+
+def is_file_object(obj: Any) -> bool:
+    """Whether ``obj`` is read as a file object (it has a callable ``read``): ``open(path, "rb")``,
+    ``io.BytesIO``... Used wherever one image must be told apart from an iterable of images."""
+    return not isinstance(obj, (str, bytes, bytearray, memoryview, np.ndarray)) and callable(getattr(obj, "read", None))
+
+
+def output_color(image: Any, color: ColorOrder) -> ColorOrder:
+    """The colour order of an image that featherface returns for the input ``image``.
+
+    The one rule of :func:`featherface.draw` and :func:`featherface.align`: numpy arrays and torch
+    tensors come back in their own order (``color``); files, bytes, file objects and PIL images, which
+    carry their own colour information, come back as RGB.
+    """
+    if isinstance(image, np.ndarray) or type(image).__module__.startswith("torch"):
+        return color
+    return "rgb"
+
+
+def _warn_caller(message: str) -> None:
+    """A ``UserWarning`` attributed to the first frame outside the featherface package (the caller's
+    line that passed the image), whatever the depth of the library's own calls."""
+    package = os.path.dirname(os.path.abspath(__file__)) + os.sep
+    frame = sys._getframe(1)
+    level = 2
+    while frame.f_back is not None and os.path.abspath(frame.f_code.co_filename).startswith(package):
+        frame = frame.f_back
+        level += 1
+    warnings.warn(message, UserWarning, stacklevel=level)
 
 
 def reject_url(text: str) -> None:
@@ -130,7 +179,9 @@ def _from_float(arr: np.ndarray, what: str) -> np.ndarray:
     return np.clip(arr.astype(np.float32) * 255.0, 0.0, 255.0)
 
 
-def _from_array(arr: np.ndarray, color: ColorOrder, what: str) -> np.ndarray:
+def _from_array(arr: np.ndarray, color: ColorOrder, what: str, *, check_8bit_in_16: bool = False) -> np.ndarray:
+    """``arr`` as ``H x W x 3`` BGR. ``check_8bit_in_16``: warn about a ``uint16`` array whose values
+    look like 8-bit data (user arrays and tensors; not decoded files or PIL images, whose depth is known)."""
     if arr.size == 0 or 0 in arr.shape:
         raise ImageError(f"{what}: empty image with shape {arr.shape}")
     if arr.ndim == 2:
@@ -142,6 +193,14 @@ def _from_array(arr: np.ndarray, color: ColorOrder, what: str) -> np.ndarray:
     if arr.dtype == np.uint8:
         out = arr
     elif arr.dtype.kind == "u" and arr.dtype.itemsize == 2:  # uint16, any byte order: keep the high byte
+        if check_8bit_in_16:
+            hi = int(arr.max())
+            if 0 < hi <= 255:
+                _warn_caller(
+                    f"{what}: uint16 data with values only in 0..{hi} looks like 8-bit data stored as uint16. "
+                    "uint16 is read as 16-bit (0..65535, v >> 8), so this image is black (no face can be "
+                    "found); pass 8-bit data as uint8: arr.astype(np.uint8)"
+                )
         out = (arr >> 8).astype(np.uint8)
     elif arr.dtype in (np.float16, np.float32, np.float64):
         out = _from_float(arr, what)
@@ -175,15 +234,30 @@ def _from_tensor(t: Any, color: ColorOrder, what: str) -> np.ndarray:
     if t.ndim != 3 or t.shape[0] not in (1, 3):
         raise ImageError(f"{what}: expected a 3 x H x W or 1 x H x W tensor, got shape {tuple(t.shape)}")
     arr = t.detach().cpu().permute(1, 2, 0).numpy()
-    return _from_array(arr, color, what)
+    return _from_array(arr, color, what, check_8bit_in_16=True)
 
 
 _PIL_DIRECT_MODES = ("RGB", "RGBA", "L")
 """PIL modes whose pixels are read as they are (RGBA: alpha dropped, as ``convert("RGB")`` does)."""
 
 
+_EXIF_ORIENTATION = 0x0112
+
+
+def _exif_oriented(pil: Any) -> Any:
+    """``pil`` with its EXIF orientation applied, as ``PIL.ImageOps.exif_transpose`` does (a new image;
+    ``pil`` itself is not changed). ``pil`` itself when it has no orientation tag to apply."""
+    orientation = pil.getexif().get(_EXIF_ORIENTATION, 1)
+    if orientation in (None, 1):  # the common case: no transposed copy
+        return pil
+    from PIL import ImageOps  # only reached for a PIL image: Pillow is installed
+
+    return ImageOps.exif_transpose(pil)
+
+
 def _from_pil(pil: Any) -> np.ndarray:
     """A PIL image as BGR, following the conventions of the module docstring for every mode."""
+    pil = _exif_oriented(pil)
     mode = str(pil.mode)
     what = f"PIL image (mode {mode!r})"
     if mode in _PIL_DIRECT_MODES:
@@ -210,19 +284,42 @@ def _from_pil(pil: Any) -> np.ndarray:
     return _from_array(np.asarray(rgb), "rgb", what)
 
 
+def _read_file_object(f: Any) -> bytes | bytearray | memoryview:
+    """All bytes from ``f``'s current position (one ``read()`` call; ``f`` is neither rewound nor closed)."""
+    name = type(f).__name__
+    if isinstance(f, io.TextIOBase):  # refused before reading: nothing is consumed
+        raise TypeError(f"image file object ({name}) is open in text mode; open the file in binary mode "
+                        "(open(path, 'rb')) or pass its path")
+    data = f.read()
+    if isinstance(data, str):
+        raise TypeError(f"image file object ({name}): read() returned str, not bytes; open the file in "
+                        "binary mode (open(path, 'rb')) or pass io.BytesIO(data)")
+    if not isinstance(data, (bytes, bytearray, memoryview)):
+        raise TypeError(f"image file object ({name}): read() returned {type(data).__name__}, not bytes")
+    if len(data) == 0:
+        raise ImageError(f"image file object ({name}): no bytes left to read. It is read from its current "
+                         "position: if it was read before, call seek(0) first")
+    return data
+
+
 def load_image(image: ImageInput, *, color: ColorOrder = "rgb") -> np.ndarray:
     """Turn any accepted input into an ``H x W x 3`` BGR array (uint8, or float32 in 0..255).
 
     Args:
         image: see the module docstring for the accepted types.
         color: channel order of numpy arrays and tensors (``"rgb"`` by default; pass ``"bgr"`` for
-            OpenCV frames). Files, bytes and PIL images carry their own order and ignore it.
+            OpenCV frames). Files, bytes, file objects and PIL images carry their own order and ignore it.
+
+    Warns:
+        UserWarning: a ``uint16`` array or tensor whose values all lie in 1..255 (8-bit data stored
+            as uint16; it is read as 16-bit, see the module docstring).
 
     Raises:
         FileNotFoundError: a path that does not exist.
         ImageError: (a ``ValueError``) anything that is not a usable image, with the reason; also a
-            URL string (not fetched: pass the downloaded bytes or file instead).
-        TypeError: an unsupported input type.
+            URL string (not fetched: pass the downloaded bytes or file instead), and a file object
+            with no bytes left to read.
+        TypeError: an unsupported input type, a text-mode file or a ``read()`` that returns ``str``.
     """
     if color not in ("rgb", "bgr"):
         raise ValueError(f"color must be 'rgb' or 'bgr', got {color!r}")
@@ -231,13 +328,15 @@ def load_image(image: ImageInput, *, color: ColorOrder = "rgb") -> np.ndarray:
     if isinstance(image, (bytes, bytearray, memoryview)):
         return _decode(image, "image bytes")
     if isinstance(image, np.ndarray):
-        return _from_array(image, color, "image array")
+        return _from_array(image, color, "image array", check_8bit_in_16=True)
     mod = type(image).__module__
     if mod.startswith("torch"):
         return _from_tensor(image, color, "image tensor")
     if mod.startswith("PIL."):
         return _from_pil(image)
+    if is_file_object(image):
+        return _decode(_read_file_object(image), f"image file object ({type(image).__name__})")
     raise TypeError(
-        f"unsupported image type {type(image).__name__}; pass a path, bytes, numpy array, "
-        "PIL image or torch tensor"
+        f"unsupported image type {type(image).__name__}; pass a path, bytes, a binary file object, "
+        "numpy array, PIL image or torch tensor"
     )

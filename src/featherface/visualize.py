@@ -6,7 +6,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from featherface.io import ColorOrder, ImageInput, load_image
+from featherface.io import ColorOrder, ImageInput, load_image, output_color
 from featherface.types import Detection
 
 __all__ = ["draw", "LANDMARK_COLORS_BGR"]
@@ -28,13 +28,14 @@ def draw(
     """Return an annotated **copy** of ``image`` (uint8, ``H x W x 3``) with boxes and landmarks.
 
     The result has the colour order of the input for arrays and tensors (``color``), and RGB for
-    files, bytes and PIL images; ``box_color`` is given in that same order. The input is not modified.
+    files, bytes, file objects and PIL images (:func:`featherface.io.output_color`); ``box_color``
+    is given in that same order. The input is not modified.
     """
     import cv2
 
     bgr = np.array(load_image(image, color=color), dtype=np.uint8, copy=True)  # our own copy
     h, w = bgr.shape[:2]
-    out_rgb = color == "rgb" or not isinstance(image, np.ndarray) and not type(image).__module__.startswith("torch")
+    out_rgb = output_color(image, color) == "rgb"
     box_bgr = tuple(int(c) for c in (box_color[::-1] if out_rgb else box_color))
     t = thickness or max(1, round(max(h, w) / 500))
     for d in detections:
