@@ -117,15 +117,25 @@ def test_fused_detector_matches_unfused(name: str, astronaut: np.ndarray) -> Non
     assert [len(r) for r in batch] == [len(fast.detect(i, color="bgr")) for i in (astronaut, small, astronaut[:, ::-1])]
 
 
+class _ThreadSpy(torch.nn.Module):
+    """Records the torch thread count its forward runs with."""
+
+    def __init__(self, inner: torch.nn.Module) -> None:
+        super().__init__()
+        self.inner = inner
+        self.seen: list[int] = []
+
+    def forward(self, x: torch.Tensor):  # type: ignore[no-untyped-def]
+        self.seen.append(torch.get_num_threads())
+        return self.inner(x)
+
+
 def test_load_model_engine_options() -> None:
     threads = torch.get_num_threads()
-    try:
-        det = featherface.load_model("v2_ultra", pretrained=False, device="cpu", fuse=False, channels_last=False,
-                                     num_threads=1)
-        assert torch.get_num_threads() == 1 and det.num_threads == 1
-        assert det.runner.module is det.network and not det.runner.channels_last
-    finally:
-        torch.set_num_threads(threads)
+    det = featherface.load_model("v2_ultra", pretrained=False, device="cpu", fuse=False, channels_last=False,
+                                 num_threads=1)
+    assert torch.get_num_threads() == threads and det.num_threads == 1  # nothing process-wide at load
+    assert det.runner.module is det.network and not det.runner.channels_last
     det = featherface.load_model("v2_ultra", pretrained=False, device="cpu")
     assert det.backend == "torch" and count_batchnorms(det.runner.module) == 0
     assert count_batchnorms(det.network) > 0  # the loaded network stays as it is
@@ -179,3 +189,22 @@ def test_walker_calls_fuse_children_first_and_keeps_shared_modules_shared() -> N
     x = torch.randn(2, 3, 8, 9)
     with torch.no_grad():
         assert torch.allclose(net(x), fused(x), atol=1e-5)
+
+
+def test_threads_are_set_per_call_and_restored() -> None:
+    from featherface.backends import SINGLE_THREAD_MAX_PIXELS
+
+    threads = torch.get_num_threads()
+    try:
+        torch.set_num_threads(2)
+        for num_threads, small, large in ((None, 1, 2), (2, 2, 2), (1, 1, 1)):
+            det = featherface.load_model("v2_ultra", pretrained=False, device="cpu", num_threads=num_threads)
+            spy = _ThreadSpy(det.runner.module)
+            det.runner.module = spy
+            det.detect(np.zeros((240, 320, 3), np.uint8))
+            side = int((SINGLE_THREAD_MAX_PIXELS * 1.2) ** 0.5)
+            det.detect(np.zeros((side, side, 3), np.uint8), max_size=None)
+            assert spy.seen == [small, large], num_threads
+            assert torch.get_num_threads() == 2  # restored after each call
+    finally:
+        torch.set_num_threads(threads)

@@ -142,8 +142,6 @@ class FaceDetector:
         self.options = options or DetectorOptions()
         self.weights_source = weights_source
         self.num_threads = num_threads
-        if num_threads is not None:
-            torch.set_num_threads(num_threads)  # process-wide
         if backend == "onnxruntime":
             runner: Any = onnxruntime_runner_for(self.network, config, onnx_path=onnx_path,
                                                  cache=weights_source != "random", num_threads=num_threads)
@@ -153,7 +151,7 @@ class FaceDetector:
                 channels_last = fuse and self.device.type == "cpu"
             if channels_last:  # with fuse=False this converts ``network`` itself (same parameters)
                 module = module.to(memory_format=torch.channels_last)
-            runner = TorchRunner(module, self.device, channels_last=channels_last)
+            runner = TorchRunner(module, self.device, channels_last=channels_last, num_threads=num_threads)
         self.pipeline = DetectionPipeline(config, runner)
 
     @property
@@ -295,9 +293,13 @@ def load_model(
             (same outputs to float32 rounding, faster). ``detector.network`` stays the unfused network.
         channels_last: channels-last memory layout for the torch backend; ``None`` (default): on
             for a fused network on CPU, where it is faster.
-        num_threads: CPU threads for inference: calls ``torch.set_num_threads(num_threads)``, which is
-            **process-wide** (it affects all torch code in the process), and sets the intra-op threads
-            of the ONNX Runtime session. ``None`` leaves the current setting.
+        num_threads: CPU threads of each inference call. With torch, the count is set for the
+            duration of the call and restored after (``torch.set_num_threads`` is process-wide while
+            the call runs); with ONNX Runtime, the session's intra-op threads. ``None`` (default):
+            on the CPU, one thread for network inputs up to about a megapixel
+            (:data:`featherface.backends.SINGLE_THREAD_MAX_PIXELS`), the process's count above;
+            chosen so that several processes or a busy core next to the detector do not slow each
+            call several times over (docs/concepts.md, "Threads").
         onnx_path: with ``backend="onnxruntime"``: use this raw ONNX graph (exported there first if
             the file does not exist) instead of the cache.
         options: the :class:`DetectorOptions` defaults of this detector (default ``DetectorOptions()``).
