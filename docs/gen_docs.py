@@ -49,6 +49,7 @@ EXTRA_NAMES: tuple[str, ...] = (
     "featherface.registry.unregister_model",
     "featherface.config.ModelSpec",
     "featherface.config.WeightsSpec",
+    "featherface.config.ReferenceWeights",
     "featherface.models.count_parameters",
     "featherface.models.thop_equivalent_parameters",
     "featherface.export.export_onnx",

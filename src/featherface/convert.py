@@ -20,6 +20,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from featherface.config import ReferenceWeights
 from featherface.errors import ConversionError
 from featherface.hub import strip_module_prefix
 
@@ -45,16 +46,22 @@ __all__ = [
 REFERENCE_V1_LICENSE = "MIT (FeatherFace authors' release, https://github.com/fokouarnaud/FeatherFace)"
 """Licence of the authors' V1 weights, recorded in the ``SOURCE.json`` of an installed copy."""
 
-REFERENCE_V1_REPOSITORY = "https://github.com/fokouarnaud/FeatherFace"
-REFERENCE_V1_COMMIT = "17aa64df020d74294ded842aa67dbfbf51d7e521"
+def _reference() -> ReferenceWeights:
+    from featherface.registry import get_spec
+
+    ref = get_spec("v1").reference
+    assert ref is not None
+    return ref
+
+
+REFERENCE_V1_REPOSITORY = _reference().repository
+REFERENCE_V1_COMMIT = _reference().commit
 """The commit of the authors' repository whose ``weights/mobilenet0.25_Final.pth`` is FeatherFace V1.
 The same file is at d9c57569; the file at the repository's head is another network."""
-REFERENCE_V1_PATH = "weights/mobilenet0.25_Final.pth"
-REFERENCE_V1_SHA256 = "78cee1c6b825d155d2778e39c27b39b2edb4c45249bed34ffe8a5a80f65f6a00"
+REFERENCE_V1_PATH = _reference().path
+REFERENCE_V1_SHA256 = _reference().sha256
 """sha256 of ``weights/mobilenet0.25_Final.pth`` at :data:`REFERENCE_V1_COMMIT` (2,700,517 bytes)."""
-REFERENCE_V1_URL = (
-    f"https://raw.githubusercontent.com/fokouarnaud/FeatherFace/{REFERENCE_V1_COMMIT}/{REFERENCE_V1_PATH}"
-)
+REFERENCE_V1_URL = _reference().url
 """Download address of that exact file (pinned to the commit, not to a branch)."""
 
 

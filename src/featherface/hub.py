@@ -89,9 +89,11 @@ SOURCE_FILENAME = "SOURCE.json"
 INSTALL_HINTS: dict[str, str] = {
     "v1": (
         "the v1 weights are the FeatherFace authors' release (MIT licence) and are not shipped with "
-        "featherface; get them from https://github.com/fokouarnaud/FeatherFace (weights/mobilenet0.25_Final.pth, "
-        "converted to safetensors) or as the file featherface_v1_reference.safetensors, then run "
-        "'featherface convert-reference PATH' once to install them, after which load_model(\"v1\") works offline"
+        "featherface; get weights/mobilenet0.25_Final.pth of https://github.com/fokouarnaud/FeatherFace at commit "
+        "17aa64d (https://raw.githubusercontent.com/fokouarnaud/FeatherFace/17aa64df020d74294ded842aa67dbfbf51d7e521/"
+        "weights/mobilenet0.25_Final.pth, sha256 78cee1c6b825d155d2778e39c27b39b2edb4c45249bed34ffe8a5a80f65f6a00; "
+        "the file at the repository's head is another network), then run 'featherface convert-reference PATH' "
+        "once to install them, after which load_model(\"v1\") works offline"
     ),
 }
 """Models whose weights are not published but can be installed locally: name -> how to get them."""
@@ -211,7 +213,8 @@ def _resolve_explicit(weights: str | os.PathLike, expected: ModelConfig | None, 
     else:
         model_file = p
         if expected is None:
-            raise WeightsError(f"{p}: a bare weights file needs a model name (or pass a folder with config.json)")
+            raise WeightsError(f"{p}: a bare weights file needs a model name (the model's name, "
+                              "--model NAME on the command line), or pass a folder with config.json")
         config = expected
     if model_file.suffix != ".safetensors":
         raise WeightsError(
