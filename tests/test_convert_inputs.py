@@ -226,7 +226,7 @@ def test_authors_pth_converts_like_its_safetensors_copy(capsys, tmp_path, refere
     a = load_file(str(tmp_path / "from_pth" / "model.safetensors"))
     b = load_file(str(tmp_path / "from_st" / "model.safetensors"))
     assert set(a) == set(b) and all(torch.equal(a[k], b[k]) for k in a)
-    assert "recognised" in out2  # the shared copy is a known file (by sha256)
+    assert "source recognised by its sha256: FeatherFace V1" in out2  # the shared copy is a known file
 
 
 def test_load_model_with_authors_file_says_convert_reference(capsys, tmp_path, reference) -> None:

@@ -67,8 +67,6 @@ def _cmd_convert_reference(args: argparse.Namespace) -> int:
         more = f" (and {len(problems) - 2} more)" if len(problems) > 2 else ""
         raise CLIError(f"{source}: not the authors' V1 weights: {'; '.join(problems[:2])}{more}; "
                        f"use {_take()}") from None
-    if known is not None:
-        print(f"recognised {source}: {known.what}")
     if args.out is not None:
         sha = save_weights_folder(model, model.config, args.out)  # type: ignore[arg-type]
         print(f"wrote {args.out} (model.safetensors sha256 {sha})")
@@ -76,4 +74,6 @@ def _cmd_convert_reference(args: argparse.Namespace) -> int:
         folder = install_reference_v1(source, model)
         print(f"installed v1 weights in {folder} (model.safetensors sha256 {sha256_file(folder / MODEL_FILENAME)})")
         print("load them with featherface.load_model(\"v1\") or 'featherface detect IMAGE --model v1' (offline)")
+    if known is not None:
+        print(f"source recognised by its sha256: {known.what}")
     return EXIT_OK
