@@ -50,6 +50,7 @@ EXTRA_NAMES: tuple[str, ...] = (
     "featherface.registry.unregister_model",
     "featherface.config.ModelSpec",
     "featherface.config.WeightsSpec",
+    "featherface.config.ReferenceWeights",
     "featherface.models.count_parameters",
     "featherface.models.thop_equivalent_parameters",
     "featherface.export.export_onnx",
@@ -295,8 +296,8 @@ def generate_models() -> str:
         "",
         "The registered variants, as `featherface models` lists them. Parameter counts are computed from",
         "the networks; weights status, metrics (with the protocol that produced them) and the weights'",
-        "licence come from the registry. A metric appears here only once it has been measured on",
-        "published weights.",
+        "licence come from the registry. A metric appears here only once it has been measured: on the",
+        "published weights, or for `v1` on the authors' weights (installed by `featherface convert-reference`).",
         "",
         "| name | architecture | parameters | thop-equivalent | weights | metrics | weights licence |",
         "|---|---|---:|---:|---|---|---|",
@@ -308,6 +309,32 @@ def generate_models() -> str:
         )
     lines += ["", "## Descriptions", ""]
     lines += [f"- `{r['name']}`: {r['description']}" for r in rows]
+    for r in rows:
+        src = r["source"]
+        if not src:
+            continue
+        lines += [
+            "",
+            f"## Installing `{r['name']}`: the source file",
+            "",
+            f"The `{r['name']}` weights are not shipped. Install them once from this exact file with",
+            "`featherface convert-reference FILE` (see [cli.md](cli.md#featherface-convert-reference), which also",
+            "lists the other versions of the file, which are refused):",
+            "",
+            "| | |",
+            "|---|---|",
+            f"| repository | <{src['repository']}> |",
+            f"| commit | `{src['commit']}` |",
+            f"| path | `{src['path']}` |",
+            f"| sha256 | `{src['sha256']}` |",
+            f"| download | <{src['url']}> |",
+            "",
+            "```console notest",
+            f"$ curl -L -o {Path(src['path']).name} {src['url']}",
+            f"$ sha256sum {Path(src['path']).name}      # {src['sha256']}",
+            f"$ featherface convert-reference {Path(src['path']).name}",
+            "```",
+        ]
     lines += [
         "",
         "## About the two parameter counts",

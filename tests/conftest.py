@@ -8,9 +8,28 @@ from pathlib import Path
 import pytest
 
 
+def resolve_shared(value: str | None, base: str | os.PathLike[str]) -> Path | None:
+    """``FEATHERFACE_SHARED`` as an absolute path: a relative value (``../shared``, as the README's test
+    command passes it) is taken relative to ``base``, the directory pytest was started from, so that
+    tests that change directory or start subprocesses elsewhere (torchrun in a temporary folder) see
+    the same folder. ``None`` for an unset or empty value."""
+    if not value:
+        return None
+    path = Path(value).expanduser()
+    return Path(os.path.abspath(path if path.is_absolute() else Path(base) / path))
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Resolve ``FEATHERFACE_SHARED`` once, before any test changes directory or starts a subprocess:
+    the environment variable itself is rewritten as an absolute path, which subprocesses inherit."""
+    root = resolve_shared(os.environ.get("FEATHERFACE_SHARED"), config.invocation_params.dir)
+    if root is not None:
+        os.environ["FEATHERFACE_SHARED"] = str(root)
+
+
 def shared_dir() -> Path | None:
-    value = os.environ.get("FEATHERFACE_SHARED")
-    return Path(value) if value else None
+    """The shared data folder (absolute; see :func:`resolve_shared`), or None when unset."""
+    return resolve_shared(os.environ.get("FEATHERFACE_SHARED"), Path.cwd())
 
 
 @pytest.fixture(scope="session")

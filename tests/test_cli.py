@@ -257,7 +257,7 @@ def test_models_table_and_json(capsys):
     assert set(records) == set(featherface.list_models())
     assert records["v1"]["params"] == 592371 and records["v1"]["thop_params"] == 488661
     assert records["v2_ultra"]["params"] == 244523
-    assert records["v1"]["weights"] == "none" and records["v1"]["metrics"] == {}
+    assert records["v1"]["weights"] == "none" and set(records["v1"]["metrics"]) == {"easy", "medium", "hard"}
     assert records["v2_ultra"]["weights"] == "packaged" and set(records["v2_ultra"]["metrics"]) == {"easy", "medium", "hard"}
 
 
@@ -317,8 +317,9 @@ def test_models_shows_published_weights_metrics_and_licence(capsys, published_mo
     code, out, _ = run(capsys, "models")
     assert code == 0
     row = next(line for line in out.splitlines() if line.startswith("cli_test_model "))
-    assert row.split()[1:4] == ["244,523", "244,523", "hub"]
-    assert "easy_ap 0.5 (test protocol)" in row and row.endswith("MIT")
+    assert row.split()[1:5] == ["244,523", "244,523", "hub", "easy_ap"]
+    details = out.split("\ncli_test_model: ", 1)[1].split("\n\n")[0]
+    assert "  metrics: easy_ap 0.5 (test protocol)" in details and "  licence: MIT" in details
     record = next(r for r in json.loads(run(capsys, "models", "--json")[1]) if r["name"] == "cli_test_model")
     assert record["weights"] == "hub" and record["metrics"] == {"easy_ap": 0.5}
     assert record["revision"] == "0123456789abcdef0123456789abcdef01234567" and record["license"] == "MIT"

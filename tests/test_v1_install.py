@@ -63,7 +63,8 @@ def test_v1_before_install_says_how_to_get_the_weights(capsys: pytest.CaptureFix
     assert "convert-reference" in message
     assert "\n" not in message  # the CLI prints the first line only
     for needle in ("authors' release", "not shipped", "github.com/fokouarnaud/FeatherFace",
-                   "weights/mobilenet0.25_Final.pth", "featherface_v1_reference.safetensors",
+                   "weights/mobilenet0.25_Final.pth", "commit 17aa64d",
+                   "78cee1c6b825d155d2778e39c27b39b2edb4c45249bed34ffe8a5a80f65f6a00", "head is another network",
                    "'featherface convert-reference PATH'", 'load_model("v1") works offline', str(store)):
         assert needle in message, needle
     assert isinstance(info.value, hub.WeightsNotInstalledError)

@@ -248,6 +248,9 @@ def markdown_table(report: dict[str, Any]) -> str:
             f"| {_fmt(lat['preprocess'])} | {_fmt(lat['network'])} | {_fmt(lat['postprocess'])} "
             f"| **{_fmt(lat['total'])}** | {r['peak_rss_mb']:.0f} |"
         )
+    notes = report.get("notes") or []
+    if notes:
+        lines += [""] + [f"Note: {note}." for note in notes]
     return "\n".join(lines) + "\n"
 
 

@@ -13,7 +13,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal, get_args
 
-__all__ = ["ModelConfig", "PriorConfig", "V2UltraTechniques", "ModelSpec", "WeightsSpec", "Arch", "ARCHS"]
+__all__ = ["ModelConfig", "PriorConfig", "V2UltraTechniques", "ModelSpec", "WeightsSpec", "ReferenceWeights", "Arch",
+           "ARCHS"]
 
 Arch = Literal["featherface_v1", "featherface_v2_ultra"]
 """Architecture names; each has one network class in :data:`featherface.models.NETWORKS`."""
@@ -206,10 +207,29 @@ class WeightsSpec:
 
 
 @dataclass(frozen=True)
+class ReferenceWeights:
+    """Weights that featherface may not ship but that users install themselves (``v1``: the authors'
+    release, installed by ``featherface convert-reference FILE``): where the exact file is and what it
+    hashes to, its licence, and the metrics measured on it (with ``metrics_protocol``).
+    """
+
+    repository: str
+    commit: str
+    path: str
+    url: str
+    sha256: str
+    license: str
+    metrics: Mapping[str, float] = field(default_factory=dict)
+    metrics_protocol: str = ""
+
+
+@dataclass(frozen=True)
 class ModelSpec:
-    """A registry entry: architecture config, a one-line description and optional weights."""
+    """A registry entry: architecture config, a one-line description, optional published weights, and
+    optionally the third-party weights that users install themselves (``reference``)."""
 
     name: str
     config: ModelConfig
     description: str
     weights: WeightsSpec | None = None
+    reference: ReferenceWeights | None = None

@@ -13,26 +13,100 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import torch
 from torch import nn
 
+from featherface.config import ReferenceWeights
 from featherface.errors import ConversionError
 from featherface.hub import strip_module_prefix
 
 __all__ = [
     "REFERENCE_V1_LICENSE",
+    "REFERENCE_V1_REPOSITORY",
+    "REFERENCE_V1_COMMIT",
+    "REFERENCE_V1_PATH",
+    "REFERENCE_V1_SHA256",
+    "REFERENCE_V1_URL",
+    "AUTHORS_FILES",
+    "AuthorsFile",
     "ConversionError",
     "convert_reference_v1_state_dict",
+    "identify_authors_file",
     "install_reference_v1",
     "load_reference_v1",
+    "read_reference_state_dict",
+    "reference_v1_source",
+    "which_authors_file",
 ]
 
 REFERENCE_V1_LICENSE = "MIT (FeatherFace authors' release, https://github.com/fokouarnaud/FeatherFace)"
 """Licence of the authors' V1 weights, recorded in the ``SOURCE.json`` of an installed copy."""
 
+def _reference() -> ReferenceWeights:
+    from featherface.registry import get_spec
 
+    ref = get_spec("v1").reference
+    assert ref is not None
+    return ref
+
+
+REFERENCE_V1_REPOSITORY = _reference().repository
+REFERENCE_V1_COMMIT = _reference().commit
+"""The commit of the authors' repository whose ``weights/mobilenet0.25_Final.pth`` is FeatherFace V1.
+The same file is at d9c57569; the file at the repository's head is another network."""
+REFERENCE_V1_PATH = _reference().path
+REFERENCE_V1_SHA256 = _reference().sha256
+"""sha256 of ``weights/mobilenet0.25_Final.pth`` at :data:`REFERENCE_V1_COMMIT` (2,700,517 bytes)."""
+REFERENCE_V1_URL = _reference().url
+"""Download address of that exact file (pinned to the commit, not to a branch)."""
+
+
+
+def reference_v1_source() -> str:
+    """Which file to take, in one line: path, commit, download address and sha256."""
+    return f"{REFERENCE_V1_PATH} at commit {REFERENCE_V1_COMMIT[:7]} ({REFERENCE_V1_URL}, sha256 {REFERENCE_V1_SHA256})"
+
+
+@dataclass(frozen=True)
+class AuthorsFile:
+    """One known version of the authors' ``weights/mobilenet0.25_Final.pth`` (or a conversion of it)."""
+
+    sha256: str
+    commits: tuple[str, ...]
+    what: str
+    is_v1: bool
+
+
+AUTHORS_FILES: tuple[AuthorsFile, ...] = (
+    AuthorsFile("2979b33ffafda5d74b6948cd7a5b9a7a62f62b949cef24e95fd15d2883a65220",
+                ("f3f70863f76569f38badf5749ccad6c2c815eddc",),
+                "the earliest mobilenet0.25_Final.pth of the FeatherFace repository (a RetinaFace-MobileNet-0.25 "
+                "layout: FPN and plain SSH, 64-channel heads, 300 keys), not FeatherFace V1", False),
+    AuthorsFile(REFERENCE_V1_SHA256,
+                ("d9c57569bd67c997d815ff2e3edeefbfd45122ff", REFERENCE_V1_COMMIT),
+                "FeatherFace V1 (the authors' mobilenet0.25_Final.pth, 587 tensors plus thop buffers)", True),
+    AuthorsFile("3114070d6ce27437a6bb29da083f5fd96086a703b9ff627a40591eb245f09373",
+                ("7174747ad50195dd89b81e970ba03d98b796b6d5",),
+                "the newer FeatherFace variant of the authors' repository (437 keys, 56-channel heads), not V1",
+                False),
+    AuthorsFile("3271e30763c069c9dcad6368ae048c53b6be2acf60179240e6b147e6359ef80d",
+                ("503d2c55321106049a91988261d87feab78542c2",),
+                "the newer FeatherFace variant at the head of the authors' repository (437 keys, 56-channel "
+                "heads), not V1", False),
+    AuthorsFile("466ffb9e76af18f100e8eeb82047c5fb17e1c35e7bc8ee244dab8bd98be7b70d", (),
+                "FeatherFace V1 as featherface_v1_reference.safetensors (the V1 .pth saved as safetensors)", True),
+)
+"""The versions of ``weights/mobilenet0.25_Final.pth`` in the history of the authors' repository (and
+the safetensors copy of V1 used by featherface's tests), recognised by sha256."""
+
+
+def which_authors_file(sha256: str) -> AuthorsFile | None:
+    """The known authors' file with this sha256, or None."""
+    return next((f for f in AUTHORS_FILES if f.sha256 == sha256.lower()), None)
 
 
 _SSH_BRANCHES = {
@@ -56,19 +130,21 @@ _HEADS = {"ClassHead": "cls", "BboxHead": "box", "LandmarkHead": "ldm"}
 _BN = r"(weight|bias|running_mean|running_var|num_batches_tracked)"
 
 
-def _ssh(m: re.Match[str]) -> str:
+def _ssh(m: re.Match[str]) -> str | None:
     level = int(m[1]) - 1
     branch = _SSH_BRANCHES[m[2]]
-    if m[3] == "1":
-        return f"context.{level}.{branch}.bn.{m[5]}"
+    if m[3] == "1":  # the BatchNorm after the deformable conv
+        return None if m[5] is None else f"context.{level}.{branch}.bn.{m[5]}"
     part = m[4]
+    if part is None:  # e.g. ssh1.conv3X3.0.weight: a plain conv (older authors' files), not a DCN
+        return None
     if part == "regular_conv.weight":
         return f"context.{level}.{branch}.conv.weight"
     name, leaf = part.split(".")
     return f"context.{level}.{branch}.conv.{_DCN_PARTS[name]}.{leaf}"
 
 
-_RULES: list[tuple[re.Pattern[str], object]] = [
+_RULES: list[tuple[re.Pattern[str], Any]] = [
     (re.compile(r"^body\.(stage[123]\..+)$"), r"backbone.\1"),
     (
         re.compile(r"^bacbkbone_([012])_cbam\.ChannelGate\.mlp\.([13])\.(weight|bias)$"),
@@ -118,7 +194,8 @@ def _map_key(key: str) -> str | None:
     for pattern, target in _RULES:
         m = pattern.match(key)
         if m:
-            return target(m) if callable(target) else m.expand(target)  # type: ignore[arg-type]
+            new: str | None = target(m) if callable(target) else m.expand(target)
+            return new
     return None
 
 
@@ -127,6 +204,89 @@ def clean_state_dict(state: Mapping[str, torch.Tensor]) -> dict[str, torch.Tenso
     bookkeeping buffers."""
     kept = {k: v for k, v in state.items() if not (k.endswith("total_ops") or k.endswith("total_params"))}
     return strip_module_prefix(kept)
+
+
+def _head_channels(state: Mapping[str, Any]) -> int | None:
+    weight = state.get("ClassHead.0.conv1x1.weight")
+    shape = getattr(weight, "shape", None)
+    return int(shape[1]) if shape is not None and len(shape) == 4 else None
+
+
+def identify_authors_file(state: Mapping[str, Any]) -> str | None:
+    """What a state dict that is *not* FeatherFace V1 is, when its key names say so; else None.
+
+    Recognises the other networks saved as ``mobilenet0.25_Final.pth`` in the authors' repository:
+    the RetinaFace-MobileNet-0.25 layout of its earliest version (``fpn.*`` and plain-conv SSH keys
+    such as ``ssh1.conv3X3.0.weight``) and the newer FeatherFace variant (BiFPN without the CBAM
+    modules, 56-channel heads) of its later versions.
+    """
+    keys = set(state)
+    if not keys:
+        return "an empty state dict"
+    heads = _head_channels(state)
+    has_cbam = any(k.startswith(("bacbkbone_", "bif_cbam_")) for k in keys)
+    if any(k.startswith("fpn.") for k in keys) and not any(k.startswith("bifpn.") for k in keys):
+        return (f"an older network from the authors' repository (RetinaFace-MobileNet-0.25 layout: FPN and "
+                f"plain SSH convs, {heads or '?'}-channel heads, {len(keys)} keys), not FeatherFace V1")
+    if any(k.startswith("bifpn.") for k in keys) and not has_cbam and heads is not None and heads != 64:
+        return (f"the newer FeatherFace variant of the authors' repository ({len(keys)} keys, "
+                f"{heads}-channel heads), not the V1 network")
+    if heads is not None and heads != 64 and any(k.startswith(("ClassHead.", "BboxHead.")) for k in keys):
+        return f"a network with {heads}-channel heads ({len(keys)} keys), not FeatherFace V1 (64-channel heads)"
+    return None
+
+
+def read_reference_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
+    """Read the authors' state dict from a ``.safetensors`` file or a PyTorch ``.pth`` checkpoint.
+
+    A ``.pth`` is read with ``torch.load(weights_only=True)`` (tensors and plain containers only: no
+    code from the file runs); a checkpoint dict that wraps the weights under ``state_dict``, ``model``
+    or ``net`` is unwrapped. The format is recognised from the content, not the suffix. Every
+    failure (missing, empty or unreadable file, not a state dict) raises :class:`ConversionError`
+    with a one-line message.
+    """
+    path = Path(path)
+    try:
+        with open(path, "rb") as f:
+            head = f.read(16)
+    except OSError as exc:
+        raise ConversionError(f"{path}: cannot read the file ({exc.strerror or exc})") from None
+    if not head:
+        raise ConversionError(f"{path}: empty file, not a weights file")
+    header_len = int.from_bytes(head[:8], "little") if len(head) >= 9 else 0
+    obj: Any
+    try:
+        if head.startswith(b"PK\x03\x04") or head[:1] == b"\x80":  # torch zip archive / legacy pickle
+            obj = torch.load(path, map_location="cpu", weights_only=True)
+        elif head[8:9] == b"{" and 0 < header_len < 100_000_000:  # safetensors: u64 header length, JSON
+            from safetensors.torch import load_file
+
+            obj = load_file(str(path), device="cpu")
+        else:
+            raise ConversionError(f"{path}: neither a safetensors file nor a PyTorch checkpoint")
+    except ConversionError:
+        raise
+    except Exception as exc:  # unpickling, zip, safetensors, out-of-range header...: one line, no traceback
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+        raise ConversionError(
+            f"{path}: unreadable weights file ({type(exc).__name__}{': ' + first[:200] if first else ''})"
+        ) from None
+    if isinstance(obj, Mapping):
+        for wrapper in ("state_dict", "model", "net"):
+            inner = obj.get(wrapper)
+            if isinstance(inner, Mapping) and inner:
+                obj = inner
+                break
+    if not isinstance(obj, Mapping):
+        raise ConversionError(f"{path}: the file holds a {type(obj).__name__}, not a state dict")
+    bad = [k for k, v in obj.items() if not isinstance(k, str) or not isinstance(v, torch.Tensor)]
+    if bad:
+        raise ConversionError(
+            f"{path}: not a state dict ({len(bad)} entries are not name -> tensor, e.g. {str(bad[0])[:60]!r})"
+        )
+    if not obj:
+        raise ConversionError(f"{path}: the state dict is empty")
+    return dict(obj)
 
 
 def convert_reference_v1_state_dict(
@@ -146,9 +306,13 @@ def convert_reference_v1_state_dict(
 
         model = build_model("v1")
     target = model.state_dict()
+    cleaned = clean_state_dict(state)
+    other = identify_authors_file(cleaned)
+    if other is not None:
+        raise ConversionError(f"this is {other}; convert-reference takes FeatherFace V1: {reference_v1_source()}")
     problems: list[str] = []
     out: dict[str, torch.Tensor] = {}
-    for key, value in clean_state_dict(state).items():
+    for key, value in cleaned.items():
         new = _map_key(key)
         if new is None:
             problems.append(f"unmapped source key {key!r}")
@@ -174,27 +338,31 @@ def convert_reference_v1_state_dict(
 
 
 def load_reference_v1(path: str | Path) -> nn.Module:
-    """Build ``v1`` and strictly load the authors' weights from a ``.safetensors`` file (eval mode)."""
-    from safetensors.torch import load_file
+    """Build ``v1`` and strictly load the authors' weights (eval mode).
 
+    ``path`` is the authors' ``mobilenet0.25_Final.pth`` (:data:`REFERENCE_V1_URL`) or the same
+    state dict as ``.safetensors`` (:func:`read_reference_state_dict`). Any other file raises
+    :class:`ConversionError` with a one-line message; the authors' other networks are named.
+    """
     from featherface.registry import build_model
 
     path = Path(path)
-    if path.suffix != ".safetensors":
-        raise ConversionError(
-            f"{path}: only .safetensors files are loaded (pickled checkpoints are not); convert a .pth "
-            "to safetensors first (see 'featherface convert-reference --help')"
-        )
+    state = read_reference_state_dict(path)
     model = build_model("v1")
-    model.load_state_dict(convert_reference_v1_state_dict(load_file(str(path)), model), strict=True)
+    try:
+        converted = convert_reference_v1_state_dict(state, model)
+    except ConversionError as exc:
+        raise ConversionError(f"{path}: {exc}") from None
+    model.load_state_dict(converted, strict=True)
     return model.eval()
 
 
 def install_reference_v1(path: str | Path, model: nn.Module | None = None) -> Path:
-    """Convert the authors' V1 ``.safetensors`` file and install it in the local weights store.
+    """Convert the authors' V1 file (``.pth`` or ``.safetensors``) and install it in the local weights store.
 
     Args:
-        path: the authors' weights (e.g. ``featherface_v1_reference.safetensors``).
+        path: the authors' weights (``mobilenet0.25_Final.pth`` at :data:`REFERENCE_V1_COMMIT`, or
+            the same state dict as ``featherface_v1_reference.safetensors``).
         model: the network already converted from ``path`` by :func:`load_reference_v1` (skips
             converting again).
 

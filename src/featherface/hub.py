@@ -32,7 +32,7 @@ import logging
 import os
 import shutil
 import tempfile
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -65,6 +65,8 @@ __all__ = [
     "install_weights",
     "resolve_weights",
     "load_state_dict_file",
+    "has_authors_key_names",
+    "authors_weights_hint",
     "strip_module_prefix",
     "load_weights_into",
     "save_weights_folder",
@@ -87,9 +89,11 @@ SOURCE_FILENAME = "SOURCE.json"
 INSTALL_HINTS: dict[str, str] = {
     "v1": (
         "the v1 weights are the FeatherFace authors' release (MIT licence) and are not shipped with "
-        "featherface; get them from https://github.com/fokouarnaud/FeatherFace (weights/mobilenet0.25_Final.pth, "
-        "converted to safetensors) or as the file featherface_v1_reference.safetensors, then run "
-        "'featherface convert-reference PATH' once to install them, after which load_model(\"v1\") works offline"
+        "featherface; get weights/mobilenet0.25_Final.pth of https://github.com/fokouarnaud/FeatherFace at commit "
+        "17aa64d (https://raw.githubusercontent.com/fokouarnaud/FeatherFace/17aa64df020d74294ded842aa67dbfbf51d7e521/"
+        "weights/mobilenet0.25_Final.pth, sha256 78cee1c6b825d155d2778e39c27b39b2edb4c45249bed34ffe8a5a80f65f6a00; "
+        "the file at the repository's head is another network), then run 'featherface convert-reference PATH' "
+        "once to install them, after which load_model(\"v1\") works offline"
     ),
 }
 """Models whose weights are not published but can be installed locally: name -> how to get them."""
@@ -209,10 +213,14 @@ def _resolve_explicit(weights: str | os.PathLike, expected: ModelConfig | None, 
     else:
         model_file = p
         if expected is None:
-            raise WeightsError(f"{p}: a bare weights file needs a model name (or pass a folder with config.json)")
+            raise WeightsError(f"{p}: a bare weights file needs a model name (the model's name, "
+                              "--model NAME on the command line), or pass a folder with config.json")
         config = expected
     if model_file.suffix != ".safetensors":
-        raise WeightsError(f"{model_file}: only .safetensors weights are loaded (pickled checkpoints are not)")
+        raise WeightsError(
+            f"{model_file}: only .safetensors weights are loaded (pickled checkpoints are not); for the "
+            f"FeatherFace authors' .pth, run 'featherface convert-reference {model_file}' once"
+        )
     return ResolvedWeights(model_file, config, "explicit", _verify(model_file, sha256))
 
 
@@ -413,13 +421,39 @@ def strip_module_prefix(state: Mapping[str, torch.Tensor]) -> dict[str, torch.Te
     return {k[len(prefix):] if k.startswith(prefix) else k: v for k, v in state.items()}
 
 
+_AUTHORS_KEY_PREFIXES = ("ClassHead.", "BboxHead.", "LandmarkHead.", "body.stage", "bacbkbone_", "bif_cbam_",
+                         "ssh1.", "ssh2.", "ssh3.", "fpn.")
+"""Key prefixes of the FeatherFace authors' original state dicts (featherface's own networks use none)."""
+
+
+def has_authors_key_names(keys: Iterable[str]) -> bool:
+    """Whether a state dict uses the FeatherFace authors' original key names (``ClassHead.0...``,
+    ``body.stage1...``, ``bacbkbone_0_cbam...``; one leading ``module.`` ignored) rather than featherface's."""
+    names = [k[len("module."):] if k.startswith("module.") else k for k in keys]
+    return any(k.startswith(_AUTHORS_KEY_PREFIXES) for k in names)
+
+
+def authors_weights_hint(path: str | os.PathLike) -> str:
+    """What to do with a file of the authors' weights: convert it once with ``featherface convert-reference``."""
+    return (f"these are the FeatherFace authors' weights with their original key names, which featherface "
+            f"loads only once converted: run 'featherface convert-reference {path}' (installs them as v1, "
+            f"then load_model(\"v1\") or --model v1 loads them), or 'featherface convert-reference {path} OUT' "
+            f"and load the folder OUT")
+
+
 def load_weights_into(model: nn.Module, path: str | os.PathLike) -> None:
-    """Strictly load a safetensors state dict into ``model``; nothing is loaded on any mismatch."""
+    """Strictly load a safetensors state dict into ``model``; nothing is loaded on any mismatch.
+
+    A file of the FeatherFace authors' weights (their key names) raises a :class:`WeightsError` that
+    says to convert it with ``featherface convert-reference FILE``.
+    """
     state = load_state_dict_file(path)
     target = model.state_dict()
     missing = sorted(set(target) - set(state))
     unexpected = sorted(set(state) - set(target))
     shapes = [k for k in set(state) & set(target) if tuple(state[k].shape) != tuple(target[k].shape)]
+    if (missing or unexpected) and has_authors_key_names(unexpected):
+        raise WeightsError(f"{path}: {authors_weights_hint(path)}")
     if missing or unexpected or shapes:
         raise WeightsError(
             f"{path}: weights do not fit the network: {len(missing)} missing (e.g. {missing[:3]}), "

@@ -173,7 +173,8 @@ class DetectorOptions:
         if h * w > self.max_input_pixels:
             raise ValueError(
                 f"image of {width}x{height} pixels would need a {w}x{h} network input, above the "
-                f"max_input_pixels={self.max_input_pixels} memory cap; pass max_size=... (e.g. "
-                f"{int(math.sqrt(self.max_input_pixels))}) to detect at reduced resolution, or raise the cap"
+                f"max_input_pixels={self.max_input_pixels} memory cap; detect at reduced resolution with "
+                f"max_size=N (command line: --max-size N; e.g. N={int(math.sqrt(self.max_input_pixels))}), or "
+                f"raise the cap with max_input_pixels=N (command line: --max-input-pixels N)"
             )
         return h, w

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from torch import nn
 
-from featherface.config import ModelConfig, ModelSpec, PriorConfig, V2UltraTechniques, WeightsSpec
+from featherface.config import ModelConfig, ModelSpec, PriorConfig, ReferenceWeights, V2UltraTechniques, WeightsSpec
 from featherface.errors import UnknownModelError
 
 __all__ = ["list_models", "get_spec", "get_config", "build_model", "register_model", "unregister_model"]
@@ -37,6 +37,21 @@ _REGISTRY: dict[str, ModelSpec] = {
         name="v1",
         config=_V1,
         description="FeatherFace V1 (authors' network): MobileNetV1-0.25, CBAM, BiFPN x3, DCN SSH; 592,371 params",
+        # The authors' weights (MIT), not shipped: installed by `featherface convert-reference FILE`. The
+        # file at the head of their repository is another network; this commit's is V1 (featherface.convert).
+        reference=ReferenceWeights(
+            repository="https://github.com/fokouarnaud/FeatherFace",
+            commit="17aa64df020d74294ded842aa67dbfbf51d7e521",
+            path="weights/mobilenet0.25_Final.pth",
+            url="https://raw.githubusercontent.com/fokouarnaud/FeatherFace/17aa64df020d74294ded842aa67dbfbf51d7e521/"
+                "weights/mobilenet0.25_Final.pth",
+            sha256="78cee1c6b825d155d2778e39c27b39b2edb4c45249bed34ffe8a5a80f65f6a00",
+            license="MIT (FeatherFace authors' release, https://github.com/fokouarnaud/FeatherFace)",
+            # docs/evaluation.md: featherface evaluate --weights reference_v1 (the authors' file converted)
+            metrics={"easy": 0.9147290290562381, "medium": 0.9005667009559524, "hard": 0.7590194899871442},
+            metrics_protocol="AP on the full WIDER FACE val set (3,226 images), original size, official protocol; "
+                             "the authors' weights converted by convert-reference",
+        ),
     ),
     "v2_ultra": ModelSpec(
         name="v2_ultra",

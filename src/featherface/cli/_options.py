@@ -25,6 +25,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "DETECTION_FLAGS",
+    "positive_int",
     "add_detection_option_arguments",
     "add_model_arguments",
     "detector_options_from_args",
@@ -58,6 +59,17 @@ def _size_or_none(text: str) -> int | str:
         raise argparse.ArgumentTypeError(f"expected a positive integer or 'none', got {text!r}") from None
 
 
+def positive_int(text: str) -> int:
+    """argparse ``type=``: an integer >= 1 (anything else is a usage error, exit 2)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
+    return value
+
+
 def _existing_path(text: str) -> str:
     if not Path(text).expanduser().exists():
         raise argparse.ArgumentTypeError(f"no such file or directory: {text}")
@@ -75,13 +87,15 @@ DETECTION_FLAGS: dict[str, tuple[str, Callable[[str], Any], str]] = {
                  "downscale images whose longer side exceeds N ('none': original size, as WIDER FACE evaluates)"),
     "min_face_size": ("PX", float,
                       "smallest face (px high in the image) to find: scales the image for it, ignoring --max-size"),
+    "max_input_pixels": ("N", int, "refuse network inputs above N pixels (memory cap; --max-size downscales instead)"),
 }
 """The :class:`featherface.DetectorOptions` fields that have a flag: metavar, parser, help (the
 default is appended from the dataclass)."""
 
 _NONE_MEANS = {"pre_nms_top_k": "all", "max_detections": "all", "input_size": "original size", "max_size": "no limit"}
 
-_MODEL_FLAGS = ("score_threshold", "iou_threshold", "max_detections", "input_size", "max_size", "min_face_size")
+_MODEL_FLAGS = ("score_threshold", "iou_threshold", "max_detections", "input_size", "max_size", "min_face_size",
+                "max_input_pixels")
 
 
 def add_detection_option_arguments(group: Any, names: Iterable[str] = _MODEL_FLAGS) -> None:
@@ -138,7 +152,8 @@ _FLAG_HINT = ("; on the command line: --weights PATH (a folder with config.json 
 
 
 def load_detector_from_args(args: argparse.Namespace, **extra_options: Any) -> FaceDetector:
-    """Build the detector described by :func:`add_model_arguments` flags (``args.backend`` too, if set).
+    """Build the detector described by :func:`add_model_arguments` flags (``args.backend`` and
+    ``args.threads``, load_model's ``num_threads``, too, if set).
 
     Nothing is checked twice: the library checks the model name, device, weights and option values.
     Its errors are re-raised as :class:`featherface.cli.CLIError` with the exit code that
@@ -154,6 +169,13 @@ def load_detector_from_args(args: argparse.Namespace, **extra_options: Any) -> F
     backend = getattr(args, "backend", None)
     if backend is not None:
         engine["backend"] = backend
+    device = getattr(args, "device", None)
+    if backend == "onnxruntime" and device is not None and str(device).strip().lower() != "cpu":
+        raise CLIError(f"--backend onnxruntime runs on the CPU only; got --device {device} "
+                       "(pass --device cpu, or --backend torch for a GPU)", EXIT_USAGE)
+    threads = getattr(args, "threads", None)
+    if threads is not None:
+        engine["num_threads"] = threads
     try:
         if getattr(args, "random_weights", False):
             import torch

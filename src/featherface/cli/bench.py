@@ -3,13 +3,26 @@
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
+import sys
 from pathlib import Path
 
 from featherface import _bench as bench
 from featherface.cli import EXIT_FAILURE, EXIT_OK, EXIT_USAGE, CLIError
 
-__all__ = ["register", "parse_size"]
+__all__ = ["register", "parse_size", "onnxruntime_available"]
+
+_ORT_MISSING = 'onnxruntime is not installed (pip install "featherface[onnx]")'
+
+
+def onnxruntime_available() -> bool:
+    """Whether ``import onnxruntime`` works in this environment."""
+    try:
+        importlib.import_module("onnxruntime")
+    except ImportError:
+        return False
+    return True
 
 
 def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -21,9 +34,9 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     )
     p.add_argument("--models", nargs="+", metavar="NAME", default=list(bench.DEFAULT_MODELS),
                    help=f"models to time (default: {' '.join(bench.DEFAULT_MODELS)})")
-    p.add_argument("--backends", nargs="+", metavar="B", choices=bench.DEFAULT_BACKENDS,
-                   default=list(bench.DEFAULT_BACKENDS),
-                   help=f"inference backends (default: {' '.join(bench.DEFAULT_BACKENDS)})")
+    p.add_argument("--backends", nargs="+", metavar="B", choices=bench.DEFAULT_BACKENDS, default=None,
+                   help=f"inference backends (default: {' '.join(bench.DEFAULT_BACKENDS)}; onnxruntime is left "
+                        "out, with a note, when it is not installed)")
     p.add_argument("--sizes", nargs="+", metavar="WxH", type=parse_size,
                    default=[parse_size(s) for s in bench.DEFAULT_SIZES],
                    help=f"input sizes, width x height (default: {' '.join(bench.DEFAULT_SIZES)})")
@@ -64,8 +77,19 @@ def _cmd_bench(args: argparse.Namespace) -> int:
         if not Path(path).exists():
             raise CLIError(f"--weights {name}: {path} does not exist", EXIT_USAGE)
         weights[name] = str(Path(path).resolve())
+    notes: list[str] = []
+    backends = list(args.backends) if args.backends is not None else list(bench.DEFAULT_BACKENDS)
+    if "onnxruntime" in backends and not onnxruntime_available():
+        if args.backends is not None:  # asked for by name: an error, not a silent skip
+            raise CLIError(f"--backends onnxruntime: {_ORT_MISSING}")
+        backends.remove("onnxruntime")
+        notes.append(f"ONNX Runtime rows skipped: {_ORT_MISSING}")
+        print(f"featherface bench: note: {notes[-1]}", file=sys.stderr)
+    args.backends = backends
     report = bench.run_benchmark(args.models, args.backends, args.sizes, args.threads, args.runs, args.warmup,
                                  weights=weights)
+    if notes:
+        report["notes"] = notes
     report["command"] = "featherface bench " + " ".join(
         [f"--models {' '.join(args.models)}", f"--backends {' '.join(args.backends)}",
          f"--sizes {' '.join(f'{w}x{h}' for w, h in args.sizes)}", f"--threads {' '.join(map(str, args.threads))}",

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from featherface.cli import EXIT_FAILURE, EXIT_OK, EXIT_USAGE, CLIError, print_error
-from featherface.cli._options import add_model_arguments, load_detector_from_args
+from featherface.cli._options import add_model_arguments, load_detector_from_args, positive_int
 
 __all__ = ["IMAGE_EXTENSIONS", "register", "expand_inputs"]
 
@@ -40,6 +40,9 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p.add_argument("--backend", choices=("torch", "onnxruntime"), default=None,
                    help="inference engine (default torch); onnxruntime runs on the CPU and needs the onnx "
                         "extra: pip install \"featherface[onnx]\"")
+    p.add_argument("--threads", metavar="N", type=positive_int, default=None,
+                   help="CPU threads for inference: torch's (process-wide) or ONNX Runtime's intra-op threads "
+                        "(load_model's num_threads; default: leave the current setting)")
     p.set_defaults(func=_cmd_detect)
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import textwrap
 from typing import Any
 
 from featherface.cli import EXIT_FAILURE, EXIT_OK, EXIT_USAGE, CLIError, print_error
@@ -57,6 +58,8 @@ def model_table(*, local: bool = False) -> list[dict[str, Any]]:
             installed_license = read_install_record(name).get("license") if installed else None
         except (OSError, ValueError):
             installed_license = None
+        ref = spec.reference
+        measured = w if w is not None else ref  # published weights, else the third-party file users install
         rows.append({
             "name": name,
             "arch": spec.config.arch,
@@ -68,28 +71,68 @@ def model_table(*, local: bool = False) -> list[dict[str, Any]]:
             "repo_id": None if w is None else w.repo_id,
             "revision": None if w is None else w.revision,
             "sha256": None if w is None else w.sha256,
-            "metrics": {} if w is None else dict(w.metrics),
-            "metrics_protocol": None if w is None else (w.metrics_protocol or None),
-            "license": installed_license if w is None else w.license,
+            "metrics": {} if measured is None else dict(measured.metrics),
+            "metrics_protocol": None if measured is None else (measured.metrics_protocol or None),
+            "license": w.license if w is not None else installed_license or (ref.license if ref else None),
+            "source": None if ref is None else {
+                "repository": ref.repository, "commit": ref.commit, "path": ref.path, "url": ref.url,
+                "sha256": ref.sha256,
+            },
         })
     return rows
 
 
+_AP_KEYS = ("easy", "medium", "hard")
+"""Metric names that are WIDER FACE AP fractions, shown as percentages."""
+
+
+def _metric_value(name: str, value: float) -> str:
+    return f"{100 * value:.2f}%" if name in _AP_KEYS else f"{value:g}"
+
+
 def format_metrics(metrics: dict[str, float], protocol: str | None) -> str:
-    """``"name value, ... (protocol)"`` or ``"-"``."""
+    """``"name value, ... (protocol)"`` or ``"-"``; WIDER FACE AP (``easy``/``medium``/``hard``) in percent."""
     if not metrics:
         return "-"
-    text = ", ".join(f"{k} {v:g}" for k, v in metrics.items())
+    text = ", ".join(f"{k} {_metric_value(k, v)}" for k, v in metrics.items())
     return f"{text} ({protocol})" if protocol else text
 
 
-def _weights_cell(row: dict[str, Any]) -> str:
-    """The ``weights`` column of the table: how to install them when they are not published."""
+def _metrics_cell(metrics: dict[str, float]) -> str:
+    """The compact metrics column: WIDER FACE AP as ``easy / medium / hard`` in percent."""
+    if not metrics:
+        return "-"
+    if set(metrics) == set(_AP_KEYS):
+        return " / ".join(f"{100 * metrics[k]:.2f}" for k in _AP_KEYS)
+    return ", ".join(f"{k} {v:g}" for k, v in metrics.items())
+
+
+TABLE_WIDTH = 100
+"""``featherface models`` fits this many columns."""
+
+
+def _details(row: dict[str, Any]) -> list[str]:
+    """The lines under the table for one model, wrapped to :data:`TABLE_WIDTH`."""
     from featherface.hub import install_hint
 
+    fields = [("", row["description"])]
     if row["weights"] == "none" and install_hint(row["name"]) is not None:
-        return "none (featherface convert-reference PATH installs them)"
-    return str(row["weights"])
+        fields.append(("weights", "not shipped; install them once with 'featherface convert-reference FILE' "
+                                  "(FILE: the source below)"))
+    else:
+        fields.append(("weights", row["weights"] + (f" ({row['repo_id']}@{row['revision']})" if row["revision"] else "")))
+    if row["source"]:
+        src = row["source"]
+        fields.append(("source", f"{src['path']} of {src['repository']} at commit {src['commit'][:7]}, "
+                               f"sha256 {src['sha256']} (download address: docs/models.md)"))
+    fields.append(("metrics", format_metrics(row["metrics"], row["metrics_protocol"])))
+    fields.append(("licence", row["license"] or "-"))
+    lines = []
+    for label, text in fields:
+        first = f"{row['name']}: " if not label else f"  {label}: "
+        lines.append(textwrap.fill(text, TABLE_WIDTH, initial_indent=first, subsequent_indent="      ",
+                                   break_long_words=False, break_on_hyphens=False))
+    return lines
 
 
 def _cmd_models(args: argparse.Namespace) -> int:
@@ -97,15 +140,17 @@ def _cmd_models(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(rows, indent=2))
         return EXIT_OK
-    header = ("name", "params", "thop params", "weights", "metrics", "licence")
+    header = ("name", "params", "thop params", "weights", "WIDER FACE val AP % (easy / medium / hard)")
     table = [header] + [
-        (r["name"], f"{r['params']:,}", f"{r['thop_params']:,}", _weights_cell(r),
-         format_metrics(r["metrics"], r["metrics_protocol"]), r["license"] or "-")
+        (r["name"], f"{r['params']:,}", f"{r['thop_params']:,}", r["weights"], _metrics_cell(r["metrics"]))
         for r in rows
     ]
     widths = [max(len(row[i]) for row in table) for i in range(len(header))]
     for row in table:
         print("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip())
+    for r in rows:
+        print()
+        print("\n".join(_details(r)))
     return EXIT_OK
 
 

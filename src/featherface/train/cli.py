@@ -34,19 +34,25 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p.add_argument("--export", metavar="DIR", help="export the final weights folder (config.json, model.safetensors, README.md)")
     p.set_defaults(func=cmd_train)
 
+    from featherface.cli._options import positive_int
+
     p = sub.add_parser("evaluate", help="WIDER FACE val Easy/Medium/Hard AP with the official protocol")
-    src = p.add_mutually_exclusive_group(required=True)
-    src.add_argument("--model", help="registered model with published weights")
-    src.add_argument("--weights", help="weights folder (config.json + model.safetensors)")
+    p.add_argument("--model", metavar="NAME",
+                   help="registered model: its published (or installed) weights, or with --weights the "
+                        "architecture of a bare .safetensors file")
+    p.add_argument("--weights", metavar="PATH",
+                   help="weights folder (config.json + model.safetensors), or a .safetensors file with --model")
     p.add_argument("--widerface", required=True, metavar="ROOT",
                    help="folder with val/images/<event>/*.jpg and ground_truth/*.mat")
     p.add_argument("--gt-dir", help="ground-truth .mat folder (default: ROOT/ground_truth)")
     p.add_argument("--out", metavar="DIR", help="keep the prediction files here")
-    p.add_argument("--subset", type=int, help="fixed seeded subset of N images (learning curves; not the benchmark)")
-    p.add_argument("--max-size", type=int, help="downscale images above this side (departs from the protocol)")
+    p.add_argument("--subset", metavar="N", type=positive_int,
+                   help="fixed seeded subset of N images (learning curves; not the benchmark)")
+    p.add_argument("--max-size", metavar="N", type=positive_int,
+                   help="downscale images above this side (departs from the protocol)")
     p.add_argument("--plot", metavar="PNG", help="save precision-recall curves")
     p.add_argument("--device", help="cpu, cuda, ...")
-    p.add_argument("--threads", type=int, help="torch CPU threads")
+    p.add_argument("--threads", metavar="N", type=positive_int, help="torch CPU threads")
     p.add_argument("--json", action="store_true", help="print the result as JSON")
     p.set_defaults(func=cmd_evaluate)
 
@@ -66,7 +72,7 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
                    help="--unlabelled: cap of the teacher's network input, longer side (default 2048)")
     p.add_argument("--backend", default="onnxruntime", choices=("onnxruntime", "torch"),
                    help="--unlabelled: engine of the teacher (default onnxruntime)")
-    p.add_argument("--threads", type=int, help="CPU threads of the teacher")
+    p.add_argument("--threads", metavar="N", type=positive_int, help="CPU threads of the teacher")
     p.add_argument("--device", default="cpu")
     p.set_defaults(func=cmd_pseudo_label)
 
@@ -110,6 +116,11 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     import featherface
     from featherface.train.widerface import evaluate_detector_on_widerface
 
+    from featherface.cli import EXIT_USAGE, CLIError
+
+    if args.model is None and args.weights is None:
+        raise CLIError("evaluate needs --model NAME (its published weights), --weights PATH, or both "
+                       "(--model names the architecture of a bare .safetensors file)", EXIT_USAGE)
     if args.threads:
         torch.set_num_threads(args.threads)
     det = featherface.load_model(args.model, weights=args.weights, device=args.device)
