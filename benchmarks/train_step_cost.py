@@ -38,6 +38,24 @@ def _parse_overrides(items: list[str]) -> dict[str, object]:
     return out
 
 
+def _loss_check(tr: Trainer) -> dict[str, float | str]:
+    """Task loss of the first batch in float32 and under the trainer's autocast, same weights (eval-mode
+    BatchNorm so that nothing changes between the two passes)."""
+    images, targets = next(iter(tr.data_loader(0)))
+    matched = tr.criterion.match(targets, tr.priors)
+    tr.model.eval()
+    out = {}
+    with torch.no_grad():
+        for name, enabled in (("float32", False), ("autocast", True)):
+            x = images.contiguous(memory_format=torch.channels_last) if tr.channels_last else images
+            with torch.autocast(tr.device.type, dtype=tr.amp_dtype or torch.float32, enabled=enabled):
+                feats, _ = tr.teacher_pass(x)
+                res = tr.model.forward_head(feats) if feats is not None else tr.model(x)
+                out[name] = float(tr.criterion(res, None, tr.priors, matched=matched)["loss"])
+    return {**out, "amp": str(tr.amp_dtype).replace("torch.", ""),
+            "relative_difference": abs(out["autocast"] - out["float32"]) / abs(out["float32"])}
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("config")
@@ -52,6 +70,7 @@ def main(argv: list[str] | None = None) -> int:
     over.setdefault("out_dir", str(Path("/tmp") / "featherface_step_cost"))
     cfg = TrainConfig.from_dict({**cfg.to_dict(), **over})  # nested overrides (distill: {...}) are parsed too
     tr = Trainer(cfg)
+    loss_check = _loss_check(tr) if tr.amp_dtype is not None else None
     parts: dict[str, list[float]] = {k: [] for k in ("data", "match", "backbone+teacher", "student_forward", "loss",
                                                       "backward", "optimizer", "total")}
     loader = iter(tr.data_loader(0))
@@ -95,7 +114,7 @@ def main(argv: list[str] | None = None) -> int:
     ips = cfg.batch_size / (med["total"] / 1000.0)
     info = {"config": args.config, "overrides": over, "batch_size": cfg.batch_size, "image_size": cfg.image_size,
             "threads": torch.get_num_threads(), "workers": cfg.workers, "shared_backbone": tr.shared_backbone,
-            "median_ms": med, "images_per_s": ips}
+            "median_ms": med, "images_per_s": ips, "loss_check": loss_check}
     if args.json:
         print(json.dumps(info, indent=2))
     else:
@@ -105,6 +124,9 @@ def main(argv: list[str] | None = None) -> int:
         for k, v in med.items():
             print(f"| {k} | {v:.1f} |")
         print(f"images/s: {ips:.2f}")
+        if loss_check:
+            print(f"loss on one fixed batch: float32 {loss_check['float32']:.5f}, {loss_check['amp']} autocast "
+                  f"{loss_check['autocast']:.5f} (relative difference {loss_check['relative_difference']:.2e})")
     return 0
 
 

@@ -121,3 +121,33 @@ def test_packaged_weights_find_no_face_on_blank_frames(name: str) -> None:
             frame = np.full((h, w, 3), level, dtype=np.uint8)
             faces = det.detect(frame)
             assert faces == [], f"{len(faces)} face(s) on a {w}x{h} frame of level {level}: {faces[:2]}"
+
+
+@pytest.mark.parametrize("name", PACKAGED)
+def test_packaged_weights_find_no_face_on_noise_frames(name: str) -> None:
+    """Uniform-noise frames (a camera with its lens covered, a broken stream) hold no face either."""
+    import numpy as np
+
+    det = featherface.load_model(name, device="cpu", local_files_only=True)
+    rng = np.random.default_rng(0)
+    for k in range(10):
+        frame = rng.integers(0, 256, size=(480, 640, 3), dtype=np.uint8)
+        faces = det.detect(frame)
+        assert faces == [], f"noise frame {k}: {faces[:2]}"
+
+
+@pytest.mark.parametrize("name", PACKAGED)
+@pytest.mark.parametrize("max_size", [None, 1024])
+def test_large_real_size_input_gets_its_one_face_and_nothing_else(name: str, max_size: int | None) -> None:
+    """A 2048 px photo with one face: that face and no other box, at the original size too.
+
+    (Weights trained only on 480 px crops put a dozen 400-470 px boxes on the background of such inputs.)
+    """
+    import cv2
+
+    det = featherface.load_model(name, device="cpu", local_files_only=True)
+    image = cv2.resize(cv2.imread(str(ASTRONAUT)), (2048, 2048), interpolation=cv2.INTER_CUBIC)
+    faces = det.detect(image, color="bgr", max_size=max_size)
+    truth = tuple(4 * v for v in ASTRONAUT_FACE)
+    assert len(faces) == 1, [(tuple(round(v) for v in f.box), round(f.score, 2)) for f in faces]
+    assert _iou(faces[0].box, truth) > 0.5

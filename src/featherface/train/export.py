@@ -49,6 +49,10 @@ class ModelCard:
     provenance: tuple[Mapping[str, str], ...] = ()
     """Where each part of the network started: rows ``{"part", "source", "licence", "sha256"}``
     (e.g. the backbone from the converted reference V1 file, the neck and heads from a fresh init)."""
+    dev_protocol: str = ""
+    dev_results: tuple[Mapping[str, Any], ...] = ()
+    """The candidates the shipped weights were chosen from, scored on the dev split (never WIDER FACE
+    val): rows ``{"candidate", "crops", "large", "medium", "all", "shipped"}`` (AP in percent)."""
 
     def render(self, config: ModelConfig, num_params: int, thop_params: int, sha256: str) -> str:
         lines = [
@@ -103,6 +107,14 @@ class ModelCard:
             lines.append("")
         else:
             lines += ["Not evaluated.", ""]
+        if self.dev_results:
+            lines += ["Candidates, scored on the dev split (the choice was made here, not on val): "
+                      f"{self.dev_protocol}", "",
+                      "| candidate | training crops | faces >= 50 px | >= 20 px | all | shipped |",
+                      "|---|---:|---:|---:|---:|---|"]
+            lines += [f"| {r['candidate']} | {r['crops']:,} | {r['large']:.2f} | {r['medium']:.2f} | {r['all']:.2f} | "
+                      f"{'yes' if r.get('shipped') else ''} |" for r in self.dev_results]
+            lines.append("")
         if self.commands:
             lines += ["Reproduce:", "", "```bash", *self.commands, "```", ""]
         if self.notes:
