@@ -257,10 +257,10 @@ def measure_bench() -> dict[str, Any]:
     with tempfile.TemporaryDirectory() as tmp:
         ref = converted_reference_v1(tmp)
         js = str(Path(tmp) / "bench.json")
-        run([sys.executable, "-m", "featherface", "bench", "--threads", str(threads), "--weights", f"v1={ref}",
-             "--json-out", js])
+        run([sys.executable, "-m", "featherface", "bench", "--threads", str(threads), "--runs", "10", "--warmup", "3",
+             "--weights", f"v1={ref}", "--json-out", js])
         report = json.loads(Path(js).read_text())
-    return {"command": "featherface bench --threads 1 --weights v1=reference_v1", "threads": threads,
+    return {"command": "featherface bench --threads 1 --runs 10 --warmup 3 --weights v1=reference_v1", "threads": threads,
             "weights": "packaged (v2_ultra); the authors' weights converted (v1)",
             "weights_sha256": {"v2_ultra": packaged_sha256(), "v1_reference": sha256(REFERENCE_V1)},
             "data": report}

@@ -37,21 +37,23 @@ def test_docs_equal_their_result_files_and_cite_the_packaged_weights() -> None:
 def test_check_catches_a_changed_number(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     name = "small_faces"
     res = results.BY_NAME[name]
-    rec = json.loads(res.file.read_text())
+    rec = json.loads(res.file.read_text())  # read before DATA moves
     rec["data"]["rows"][0]["found"] += 1
     fake = tmp_path / f"{name}.json"
     fake.write_text(json.dumps(rec))
     monkeypatch.setattr(results, "DATA", tmp_path)
     for other in results.RESULTS:  # the other files as committed
-        if other.file.name != fake.name and not (tmp_path / other.file.name).exists():
-            (tmp_path / other.file.name).write_text((ROOT / "docs" / "data" / other.file.name).read_text())
+        committed = ROOT / "docs" / "data" / other.file.name
+        if committed.is_file() and not (tmp_path / other.file.name).exists():
+            (tmp_path / other.file.name).write_text(committed.read_text())
     problems = results.check()
     assert any(name in p and "differs" in p for p in problems), problems
 
 
 def test_check_catches_weights_that_are_not_the_packaged_ones(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     for res in results.RESULTS:
-        (tmp_path / res.file.name).write_text(res.file.read_text())
+        if res.file.is_file():
+            (tmp_path / res.file.name).write_text(res.file.read_text())
     rec = json.loads((tmp_path / "speed.json").read_text())
     rec["weights_sha256"]["v2_ultra"] = "0" * 64
     (tmp_path / "speed.json").write_text(json.dumps(rec))
@@ -66,7 +68,7 @@ def test_check_catches_weights_that_are_not_the_packaged_ones(tmp_path: Path, mo
 
 def test_historical_results_are_labelled_in_the_docs() -> None:
     for res in results.RESULTS:
-        rec = json.loads(res.file.read_text())
+        rec = json.loads(res.file.read_text()) if res.file.is_file() else {}
         if rec.get("historical"):
             assert results.render(res).startswith("*Committed historical measurement"), res.name
 
