@@ -13,6 +13,7 @@ the fixed overhead, not the NMS cost of a crowd.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import statistics
 import tempfile
@@ -31,6 +32,7 @@ def main() -> None:
     ap.add_argument("--runs", type=int, default=20)
     ap.add_argument("--warmup", type=int, default=5)
     ap.add_argument("--size", default="480x640", help="HxW")
+    ap.add_argument("--json-out", default=None, help="also write the medians as JSON")
     args = ap.parse_args()
     h, w = (int(v) for v in args.size.lower().split("x"))
     torch.set_num_threads(args.threads)
@@ -38,6 +40,7 @@ def main() -> None:
     img = rng.integers(0, 256, (h, w, 3), dtype=np.uint8)
     os.environ.setdefault("FEATHERFACE_CACHE", tempfile.mkdtemp(prefix="featherface-bench-"))
     print(f"torch {torch.__version__}, {args.threads} thread(s), input {h}x{w}, median of {args.runs}")
+    rows: list[dict[str, object]] = []
     for name in args.models:
         torch.manual_seed(0)
         base = featherface.load_model(name, pretrained=False, device="cpu", fuse=False, channels_last=False)
@@ -62,8 +65,13 @@ def main() -> None:
                     times[key]["net"].append(t1 - t0)
                     times[key]["detect"].append(t2 - t1)
         for key, t in times.items():
-            print(f"{name:9s} {key:15s} network {1000 * statistics.median(t['net']):7.1f} ms   "
-                  f"detect {1000 * statistics.median(t['detect']):7.1f} ms")
+            net_ms, det_ms = 1000 * statistics.median(t["net"]), 1000 * statistics.median(t["detect"])
+            rows.append({"model": name, "path": key, "network_ms": round(net_ms, 2), "detect_ms": round(det_ms, 2)})
+            print(f"{name:9s} {key:15s} network {net_ms:7.1f} ms   detect {det_ms:7.1f} ms")
+    if args.json_out:
+        with open(args.json_out, "w") as f:
+            json.dump({"threads": args.threads, "runs": args.runs, "warmup": args.warmup, "size_hxw": [h, w],
+                       "torch": torch.__version__, "rows": rows}, f, indent=2)
 
 
 if __name__ == "__main__":

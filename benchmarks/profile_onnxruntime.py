@@ -115,7 +115,10 @@ def main(argv: list[str] | None = None) -> int:
     if args.json_out:
         Path(args.json_out).write_text(json.dumps({
             "header": header, "network_ms_unprofiled": network_ms, "runs": args.runs,
-            "by_operator_us": dict(by_op), "by_module_us": dict(by_module)}, indent=2) + "\n")
+            "model": args.model, "weights_source": det.weights_source, "onnxruntime": ort.__version__,
+            "size": [w, h], "threads": args.threads, "graph": det.runner.path.name,
+            "by_operator_us": dict(by_op), "by_module_us": dict(by_module),
+            "nodes_by_operator": dict(n_op), "nodes_by_module": dict(n_module)}, indent=2) + "\n")
     return 0
 
 

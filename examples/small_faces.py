@@ -11,7 +11,8 @@ Builds one test image from copies of an image with one known face (default: the 
 photo, whose face box is built in), each copy scaled so that its face is ``--heights`` pixels high,
 ``--copies`` copies per height, on a grey background. For every ``--upscales`` factor the image is
 detected once with ``input_size`` = factor x its longer side (factor 1: the original size, the
-default of ``detect``), at the lowest ``--score-thresholds`` value and with no ``pre_nms_top_k`` or
+default of ``detect``) and ``max_size=None`` (so that the default 1,024-pixel cap does not undo the
+upscaling), at the lowest ``--score-thresholds`` value and with no ``pre_nms_top_k`` or
 ``max_detections`` cap. For each threshold the detections scoring above it are exactly those that a
 run at that threshold returns (greedy NMS decides a box from the higher-scoring ones only), so one
 run per factor serves every threshold. A pasted face is found when a detection overlaps it with
@@ -141,8 +142,8 @@ def measure(detector: FaceDetector, test: PastedFaces, upscales: list[float], th
     for factor in upscales:
         input_size = None if factor == 1 else round(factor * longer)
         start = time.perf_counter()
-        faces = detector.detect(test.image, color="bgr", score_threshold=low,
-                                input_size=input_size, pre_nms_top_k=None, max_detections=None)
+        faces = detector.detect(test.image, color="bgr", score_threshold=low, input_size=input_size,
+                                max_size=None, pre_nms_top_k=None, max_detections=None)
         ms = (time.perf_counter() - start) * 1000
         for t in sorted(thresholds):
             found, false = match([f for f in faces if f.score > t], test.boxes, min_iou)

@@ -25,9 +25,11 @@ _V2_ULTRA = ModelConfig(
     cbam_reduction=128,
     bifpn_layers=2,
     ssh_groups=1,
-    # "attention multiplication" (3 extra tied-weight CBAM rounds per backbone level) is off: no
-    # parameters, +4.5 ms on 19.2 ms (ONNX Runtime, 640x480, 1 thread) and no measured gain
-    # (ARCHITECTURE.md 3.5; the ablation is in docs/models.md). The shipped weights use this config.
+    # "attention multiplication" (3 extra tied-weight CBAM rounds per backbone level, no parameters)
+    # is off to keep the latency. In the one-seed 3,200-crop ablation (docs/data/technique_ablation.json,
+    # docs/models.md) it gained +10.9 / +7.1 / +1.2 AP easy / medium / hard on the 500-image val subset
+    # for 1.28x the ONNX Runtime latency (27.0 vs 21.0 ms, 640x480, 1 thread; 1.23x in an earlier
+    # pass). Whether it stays off is to be settled on the dev split. The shipped weights use this config.
     techniques=V2UltraTechniques(attention_multiplication=False),
     priors=PriorConfig(),
 )
