@@ -1,4 +1,5 @@
-"""Tests of ``featherface.train.augment`` (ARCHITECTURE.md section 2.6)."""
+"""Tests of ``featherface.train.augment``, the RetinaFace training augmentation (crop, photometric
+distortion, pad, mirror, resize; ``data/data_augment.py`` of github biubug6/Pytorch_Retinaface)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,6 @@
-"""Matcher (ARCHITECTURE.md 2.3) and MultiBox loss (2.4) on hand-built cases and a real network."""
+"""Matcher (RetinaFace ``match``, ``utils/box_utils.py``) and MultiBox loss with 7:1 hard negative mining
+(``layers/modules/multibox_loss.py``; github biubug6/Pytorch_Retinaface) on hand-built cases and a real
+network."""
 
 from __future__ import annotations
 

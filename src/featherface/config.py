@@ -87,9 +87,28 @@ class PriorConfig:
 
 @dataclass(frozen=True)
 class V2UltraTechniques:
-    """Switches for the five "zero-parameter" techniques of V2 Ultra (ARCHITECTURE.md section 3.2).
+    """Switches for the five "zero-parameter" techniques of V2 Ultra.
 
-    Each can be turned off to measure its effect; the defaults are what the shipped model uses.
+    The techniques and their names come from the V2 Ultra code of github fokouarnaud/FeatherFace
+    (``models/modules_v2_ultra.py``), not from the FeatherFace paper; all are fixed operations with no
+    trainable parameters except the sharing gate (``2C``). Implemented in
+    :mod:`featherface.models.featherface_v2_ultra`:
+
+    * ``smart_feature_reuse``: after the BiFPN, each level adds fixed multiples of the other two,
+      resampled bilinearly (``P3 + 0.3 P4 + 0.2 P5``, ``P4 + 0.2 P3 + 0.2 P5``, ``P5 + 0.3 P4 + 0.2 P3``).
+    * ``attention_multiplication``: the backbone attention (CBAM) runs three more times per level with
+      the same weights, each time on the sum of the residual attention output and the extra outputs so
+      far; only the last output is kept (then ReLU).
+    * ``progressive_enhancement``: before each head, three rounds of ``x + 0.1 tanh(x)``, a channel
+      shuffle and a gain ``1 + 0.1 i``.
+    * ``multi_scale_intelligence``: after the second CBAM, another fixed blend
+      (``P3 + 0.4 P4``, ``P4 + 0.3 P3 + 0.3 P5``, ``P5 + 0.4 P4``).
+    * ``dynamic_weight_sharing``: a per-image gate ``s = sigmoid(w . avgpool(x))`` blends each level's
+      SSH output with its input, ``gamma * (x + s * (SSH(x) - x))``; off, the SSH output is used as is.
+
+    Each can be turned off to measure its effect. The defaults turn all five on; the shipped ``v2_ultra``
+    turns attention multiplication off (:func:`featherface.registry.get_config`; measurements in
+    docs/models.md).
     """
 
     smart_feature_reuse: bool = True

@@ -1,4 +1,12 @@
-"""FeatherFace V1, the authors' network (ARCHITECTURE.md section 1): 592,371 parameters.
+"""FeatherFace V1, the authors' network: 592,371 parameters.
+
+The network of the FeatherFace paper (Kim, Jung, Kim, "FeatherFace: Robust and Lightweight Face
+Detection via Optimal Feature Integration", *Electronics* 2025) as the authors' code builds it:
+``RetinaFace(cfg_mnet)`` (``models/retinaface.py``, blocks in ``models/net.py``) of github
+fokouarnaud/FeatherFace in the early commits that also hold the reference weights
+``weights/mobilenet0.25_Final.pth`` (e.g. d9c5756; later commits change the network). It is
+reproduced layer for layer so that those weights load unchanged. The paper's "0.49 M" is the ``thop``
+count of this same network (:func:`featherface.models.thop_equivalent_parameters`).
 
 MobileNetV1-0.25 -> CBAM (+residual, ReLU) -> BiFPN x3 (64 ch) -> CBAM (+residual, ReLU) ->
 SSH of modulated deformable convs -> channel-shuffle block -> 1x1 heads, independently per level.

@@ -1,13 +1,20 @@
-"""FeatherFace V2 Ultra (ARCHITECTURE.md sections 3.1, 3.2 and 3.5), width C = 20.
+"""FeatherFace V2 Ultra, width C = 20.
+
+The "V2 Ultra" variant of the FeatherFace repository (github fokouarnaud/FeatherFace:
+``models/retinaface_v2_ultra.py``, ``models/modules_v2_ultra.py``, config ``cfg_mnet_v2``; since removed
+there, and not part of the FeatherFace paper). That code was never trained on real data; this project
+rebuilds the network and trains it (distilled from V1, :mod:`featherface.train.distill`).
 
 Same backbone, anchors and output format as V1, with a much thinner neck:
 shared-spatial CBAM on the backbone -> 2 weight-shared "UltraLight" BiFPN layers -> shared CBAM ->
 per level: (gated) grouped-conv SSH, channel shuffle, 3x3 head stem, 1x1 heads.
 
-Differences from the public fork, all deliberate (section 3.5): every submodule is registered (so it
-trains, saves and exports), and the "dynamic weight sharing" gate is a differentiable per-image soft
-blend ``gamma * (x + s * (SSH(x) - x))`` instead of a batch-dependent Python ``if``. Each of the five
-techniques is a switch in :class:`featherface.config.V2UltraTechniques`.
+Differences from that code, all deliberate: every submodule is registered (there the techniques' modules
+sat in a plain ``dict``, so they were never trained, saved or exported), and the "dynamic weight
+sharing" gate is a differentiable per-image soft blend ``gamma * (x + s * (SSH(x) - x))`` instead of a
+batch-dependent Python ``if`` (there: run the SSH and scale by the gate when the batch mean of the gate
+exceeds 0.5, else skip the SSH). Each of the five techniques, described where it is implemented below,
+is a switch in :class:`featherface.config.V2UltraTechniques`.
 """
 
 from __future__ import annotations
@@ -90,7 +97,8 @@ class LightChannelGate(nn.Module):
 class SharedCBAM(nn.Module):
     """Per-level channel gates + one shared spatial gate, with residual and ReLU.
 
-    With ``multiply`` the tied-weight "attention multiplication" of section 3.2-b is applied:
+    With ``multiply`` the "attention multiplication" technique is applied (no parameters: the same
+    gates run four times per level):
     ``x0 = CBAM(f) + f``, then three rounds ``a_i = CBAM(acc_{i-1})``, ``acc_i = acc_{i-1} + a_i``;
     the output is ``relu(a_3)``.
     """
@@ -125,7 +133,11 @@ def maxpool_sym(x: torch.Tensor) -> torch.Tensor:
 class UltraLightBiFPNLayer(nn.Module):
     """BiFPN layer whose four fusion nodes share one separable block and one 3-entry weight vector.
 
-    The node formulas (which weight entry each node uses) follow section 3.1 exactly.
+    The node formulas follow the reference code exactly, including which entry of the normalised weights
+    ``w`` (:func:`~featherface.models.layers.fast_normalised_weights`) each node uses, so that in general no
+    node's weights sum to 1: ``P4_td = w0 P4 + w1 up(P5)``; ``P3 = w0 P3 + w2 up(P4_td)``;
+    ``P4 = w0 P4_td + w1 pool(P3)``; ``P5 = w0 P5 + w2 pool(P4)`` (``up`` nearest, ``pool``
+    :func:`maxpool_sym`), each sum then passed through the shared block.
     """
 
     def __init__(self, width: int, in_channels: tuple[int, int, int] | None) -> None:
@@ -154,7 +166,12 @@ class UltraLightBiFPNLayer(nn.Module):
 
 
 def smart_feature_reuse(feats: Levels) -> Levels:
-    """Fixed cross-level blend (section 3.2-a), computed from the inputs (bilinear resampling)."""
+    """The "smart feature reuse" technique (no parameters), on the BiFPN outputs.
+
+    A fixed cross-level blend, ``P3 + 0.3 P4 + 0.2 P5``, ``P4 + 0.2 P3 + 0.2 P5``,
+    ``P5 + 0.3 P4 + 0.2 P3``, every term resampled bilinearly to the level's size and computed from the
+    inputs.
+    """
     p3, p4, p5 = feats
     b = "bilinear"
     return (
@@ -165,7 +182,11 @@ def smart_feature_reuse(feats: Levels) -> Levels:
 
 
 def multi_scale_intelligence(feats: Levels) -> Levels:
-    """Second fixed cross-level blend (section 3.2-d), computed from the inputs."""
+    """The "multi-scale intelligence" technique (no parameters), after the second CBAM.
+
+    Another fixed cross-level blend, ``P3 + 0.4 P4``, ``P4 + 0.3 P3 + 0.3 P5``, ``P5 + 0.4 P4``
+    (bilinear resampling), computed from the inputs.
+    """
     p3, p4, p5 = feats
     b = "bilinear"
     return (
@@ -176,7 +197,11 @@ def multi_scale_intelligence(feats: Levels) -> Levels:
 
 
 def progressive_enhancement(x: torch.Tensor) -> torch.Tensor:
-    """Section 3.2-c: three rounds of ``x + 0.1 tanh(x)``, channel shuffle, gain ``1 + 0.1 i``."""
+    """The "progressive enhancement" technique (no parameters), just before each level's head.
+
+    Three rounds ``i = 0, 1, 2`` of ``x + 0.1 tanh(x)``, a channel shuffle (8 groups, else 4 or 2: 4 at
+    C = 20) and a gain ``1 + 0.1 i``.
+    """
     groups = _shuffle_groups(x.shape[1], 8)
     for i in range(3):
         x = x + 0.1 * torch.tanh(x)

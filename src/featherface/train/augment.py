@@ -1,4 +1,10 @@
-"""Training augmentation, as specified in ARCHITECTURE.md section 2.6 (the authors' RetinaFace recipe).
+"""Training augmentation: the RetinaFace recipe that the FeatherFace authors train with.
+
+It follows ``data/data_augment.py`` of the RetinaFace PyTorch implementation (github
+biubug6/Pytorch_Retinaface: ``preproc``, ``_crop``, ``_distort``, ``_pad_to_square``, ``_mirror``,
+``_resize_subtract_mean``), in the version the FeatherFace repository (github fokouarnaud/FeatherFace)
+trains with (crop scales from a fixed list, no minimum face size). Each function below states the rule it
+implements; "reference" means that code.
 
 Pure NumPy + OpenCV. Every random draw comes from the :class:`numpy.random.Generator` passed in, so a
 transform is a deterministic function of its inputs and the generator's state; nothing here touches a
@@ -19,7 +25,7 @@ Conventions
   same way (zeros when absent); column 14 the label, ``1.0`` for a face with landmarks, ``-1.0`` for a
   face without and ``0.0`` for an ignore region (:class:`TrainTransform`'s ``ignore``).
 
-Pipeline of :class:`TrainTransform` (section 2.6): random square crop (:func:`random_crop`) ->
+Pipeline of :class:`TrainTransform`, in the reference order: random square crop (:func:`random_crop`) ->
 photometric distortion (:func:`photometric_distort`) -> pad to square, only if the crop failed
 (:func:`pad_to_square`) -> horizontal mirror with p = 0.5 (:func:`mirror`) -> resize with a random
 interpolation (:func:`resize`) -> float32, subtract the BGR mean, HWC -> CHW; targets normalised by the
@@ -55,11 +61,11 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-#: Crop side as a fraction of the image's short side (section 2.6, step 1).
+#: Crop side as a fraction of the image's short side, drawn uniformly (reference ``_crop``).
 CROP_SCALES: tuple[float, ...] = (0.3, 0.45, 0.6, 0.8, 1.0)
-#: Mean colour subtracted from the network input, BGR order (section 2.5).
+#: Mean colour subtracted from the network input, BGR order, no std division (the authors' ``rgb_mean``).
 MEAN_BGR: tuple[float, float, float] = (104.0, 117.0, 123.0)
-#: Interpolations :func:`resize` chooses from, uniformly (section 2.6, step 5).
+#: Interpolations :func:`resize` chooses from, uniformly (reference ``_resize_subtract_mean``).
 INTERPOLATIONS: tuple[int, ...] = (
     cv2.INTER_LINEAR,
     cv2.INTER_CUBIC,
@@ -116,7 +122,7 @@ def random_crop(
     *,
     out_size: int | None = None,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, bool]:
-    """Random square crop (section 2.6, step 1).
+    """Random square crop, the first augmentation step (reference ``_crop``).
 
     Up to ``max_tries`` times: draw ``s`` uniformly from ``scales``, take a square of side
     ``int(s * min(W, H))`` at a uniformly random integer position inside the image (left in
@@ -276,13 +282,13 @@ def _saturation_hue(image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
 
 
 def photometric_distort(image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-    """Photometric distortion (section 2.6, step 2); returns a new ``uint8`` image of the same shape.
+    """Photometric distortion (reference ``_distort``), the second step.
 
-    With probability 0.5 the order is brightness -> contrast -> HSV(saturation, hue), otherwise
-    brightness -> HSV(saturation, hue) -> contrast. Each op is applied with probability 0.5:
-    brightness ``+U(-32, 32)``; contrast ``x U(0.5, 1.5)``; saturation ``x U(0.5, 1.5)``; hue
-    ``+randint(-18, 18)`` (inclusive) modulo 180 in OpenCV's uint8 HSV. After every op values are clipped
-    to ``[0, 255]`` and truncated to uint8, as in the reference.
+    Returns a new ``uint8`` image of the same shape. With probability 0.5 the order is brightness ->
+    contrast -> HSV(saturation, hue), otherwise brightness -> HSV(saturation, hue) -> contrast. Each op is
+    applied with probability 0.5: brightness ``+U(-32, 32)``; contrast ``x U(0.5, 1.5)``; saturation
+    ``x U(0.5, 1.5)``; hue ``+randint(-18, 18)`` (inclusive) modulo 180 in OpenCV's uint8 HSV. After every
+    op values are clipped to ``[0, 255]`` and truncated to uint8, as in the reference.
     """
     image = _check_image(image)
     out = image.copy()
@@ -308,7 +314,10 @@ def _mean_pixel(mean_bgr: Sequence[float]) -> np.ndarray:
 
 
 def pad_to_square(image: np.ndarray, mean_bgr: Sequence[float] = MEAN_BGR) -> np.ndarray:
-    """Pad to a ``L x L`` square, ``L = max(H, W)`` (section 2.6, step 3).
+    """Pad to a ``L x L`` square, ``L = max(H, W)`` (reference ``_pad_to_square``).
+
+    In :class:`TrainTransform` this is the third step, taken only when :func:`random_crop` found no
+    acceptable crop in its tries.
 
     The image is placed top-left, so box and landmark pixel coordinates are unchanged; the padding is
     filled with ``mean_bgr`` (rounded to uint8), which becomes zero after mean subtraction.
@@ -325,12 +334,13 @@ def pad_to_square(image: np.ndarray, mean_bgr: Sequence[float] = MEAN_BGR) -> np
 def mirror(
     image: np.ndarray, boxes: np.ndarray, landmarks: np.ndarray, rng: np.random.Generator
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Horizontal flip with probability 0.5 (section 2.6, step 4); returns new arrays either way.
+    """Horizontal flip with probability 0.5 (reference ``_mirror``), the fourth step.
 
-    With ``W`` the image width: ``x1' = W - x2``, ``x2' = W - x1``, landmark ``x' = W - x``; then the eyes
-    (points 0 <-> 1) and mouth corners (3 <-> 4) swap so that point 0 is again the eye with the smaller
-    ``x``. The flip is applied to every landmark row, including all-zero rows of faces without landmarks
-    (which become ``x = W``): callers re-zero those (:class:`TrainTransform` does).
+    Returns new arrays either way. With ``W`` the image width: ``x1' = W - x2``, ``x2' = W - x1``,
+    landmark ``x' = W - x``; then the eyes (points 0 <-> 1) and mouth corners (3 <-> 4) swap so that
+    point 0 is again the eye with the smaller ``x``. The flip is applied to every landmark row, including
+    all-zero rows of faces without landmarks (which become ``x = W``): callers re-zero those
+    (:class:`TrainTransform` does).
     """
     image = _check_image(image)
     boxes = np.array(boxes, dtype=np.float32, copy=True).reshape(-1, 4)
@@ -353,7 +363,8 @@ def mirror(
 
 def resize(image: np.ndarray, size: int, rng: np.random.Generator) -> np.ndarray:
     """Resize to ``size x size`` with an interpolation drawn uniformly from :data:`INTERPOLATIONS`
-    (linear, cubic, area, nearest, Lanczos-4) -- section 2.6, step 5. Returns ``uint8 [size, size, 3]``.
+    (linear, cubic, area, nearest, Lanczos-4), the last step (reference ``_resize_subtract_mean``).
+    Returns ``uint8 [size, size, 3]``.
 
     Boxes need no update: targets are normalised by the size before the resize.
     """
@@ -435,7 +446,7 @@ def face_free_frame(size: int, rng: np.random.Generator) -> np.ndarray:
 
 @dataclass(frozen=True)
 class TrainTransform:
-    """The full section-2.6 training transform, plus the scale coverage of large inputs.
+    """The full RetinaFace training transform (reference ``preproc``), plus scale coverage of large inputs.
 
     ``__call__(image_bgr_uint8, boxes, landmarks, has_landmarks, rng, ignore=None)`` runs crop -> distort ->
     pad-if-crop-failed -> mirror -> resize -> float32, subtract ``mean_bgr``, HWC -> CHW, and returns

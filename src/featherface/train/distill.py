@@ -1,7 +1,9 @@
-"""Knowledge distillation from a V1 teacher to a smaller student (ARCHITECTURE.md sections 3.3, 3.5).
+"""Knowledge distillation from a V1 teacher to a smaller student.
 
-A working version of what the fork intended: the student is trained on the real MultiBox loss
-(:mod:`featherface.train.loss`) plus
+A working version of what the V2 Ultra code of the FeatherFace repository intended (github
+fokouarnaud/FeatherFace, ``layers/distillation_ultra.py`` and ``train_v2_ultra.py``; that script never
+trained on real data: it fed random tensors with a constant task loss). Here the student is trained on
+the real MultiBox loss (:mod:`featherface.train.loss`) plus
 
 * ``kl``: ``T^2 * KL(softmax(teacher / T) || softmax(student / T))`` over the 2 classes, summed over
   every anchor of the batch and divided by ``B * N`` (``kl_reduction="anchors"``) or by

@@ -1,12 +1,13 @@
 """WIDER FACE val, official protocol: prediction files and Easy/Medium/Hard AP.
 
-This module is a NumPy re-implementation, written from the protocol description
-(``shared/design/ARCHITECTURE.md`` section 4), of the scoring done by the official
-MATLAB toolkit as ported to Python by wondervictor (``WiderFace-Evaluation``,
-shipped as ``widerface_evaluate/evaluation.py`` with RetinaFace/FeatherFace).
+This module is a NumPy re-implementation of the scoring done by the official WIDER FACE
+evaluation code (the MATLAB ``eval_tools`` released with the dataset; its global score
+normalisation is ``norm_score.m``) as ported to Python by wondervictor
+(``WiderFace-Evaluation``, shipped as ``widerface_evaluate/evaluation.py`` with
+github biubug6/Pytorch_Retinaface and FeatherFace). The rules are listed below.
 
-Prediction files (section 4.1)
-------------------------------
+Prediction files (as the authors' ``test_widerface.py`` writes them)
+--------------------------------------------------------------------
 One text file per image at ``<pred_dir>/<event>/<image_stem>.txt``::
 
     <image_stem>
@@ -16,8 +17,8 @@ One text file per image at ``<pred_dir>/<event>/<image_stem>.txt``::
 ``x = int(x1)``, ``y = int(y1)``, ``w = int(x2) - int(x1)``, ``h = int(y2) - int(y1)``
 (truncation toward zero) in pixels; the score is the float32 value as printed by NumPy.
 
-Scoring (section 4.2)
----------------------
+Scoring (as ``widerface_evaluate/evaluation.py``)
+-------------------------------------------------
 1. Read every ``<event>/*.txt``; the image name is line 1 (after the last ``/``) with
    trailing ``'.'``, ``'j'``, ``'p'``, ``'g'`` characters stripped (``rstrip('.jpg')``).
 2. Scores are min-max normalised **globally**, over all boxes of all files read

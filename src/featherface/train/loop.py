@@ -1,9 +1,12 @@
 """Training loop: :class:`Trainer` and :func:`train`.
 
-Recipe (ARCHITECTURE.md 2.5): AdamW, one-cycle LR stepped every iteration, MultiBox loss with 7:1
-hard-negative mining, the section-2.6 augmentation; optionally distillation from a frozen teacher
-(section 3.5), EMA of weights, mixed precision and channels-last on CUDA, gradient clipping. The
-run is described by a :class:`featherface.train.config.TrainConfig`.
+Recipe, as the FeatherFace authors' ``train.py`` with ``cfg_mnet`` actually runs it (github
+fokouarnaud/FeatherFace): AdamW with PyTorch's defaults apart from the learning rate (so weight decay
+0.01), a one-cycle LR schedule stepped every iteration, the MultiBox loss with 7:1 hard-negative mining
+(:mod:`featherface.train.loss`) and the RetinaFace augmentation (:mod:`featherface.train.augment`);
+optionally distillation from a frozen teacher (:mod:`featherface.train.distill`), EMA of weights, mixed
+precision and channels-last on CUDA, gradient clipping. The run is described by a
+:class:`featherface.train.config.TrainConfig`.
 
 Determinism and exact resume: the batch order of epoch ``e`` is a permutation drawn from
 ``(seed, e)`` (:class:`featherface.train.sampler.EpochBatchSampler`) and the augmentation of item

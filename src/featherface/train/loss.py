@@ -1,4 +1,10 @@
-"""MultiBox loss with landmarks and 7:1 hard negative mining (ARCHITECTURE.md section 2.4).
+"""MultiBox loss with landmarks and 7:1 hard negative mining.
+
+It follows ``MultiBoxLoss`` in ``layers/modules/multibox_loss.py`` of the RetinaFace PyTorch
+implementation (github biubug6/Pytorch_Retinaface), as the FeatherFace authors' ``train.py`` uses it
+(2 classes, positive IoU 0.35, 7 negatives per positive, variances (0.1, 0.2)) and combines its terms
+(``loc_weight`` 2.0 from ``cfg_mnet``); the formulas are below. ``min_negatives`` and ignored priors are
+this project's additions.
 
 Network outputs are raw ``(loc[B, N, 4], logits[B, N, 2], landmarks[B, N, 10])`` offsets and logits
 for the ``N`` priors of the input size; targets are per-image ``[M, 15]`` rows (see

@@ -1,4 +1,9 @@
-"""Ground-truth to prior matching (ARCHITECTURE.md section 2.3), vectorised.
+"""Ground-truth to prior matching, vectorised.
+
+The rules are those of ``match`` in ``utils/box_utils.py`` of the RetinaFace PyTorch implementation
+(github biubug6/Pytorch_Retinaface), which the FeatherFace authors' training code uses (the positive IoU
+0.35 is what their MultiBox loss passes to it); they are listed below. Ignore regions are this project's
+addition.
 
 Conventions:
 
@@ -13,7 +18,7 @@ Conventions:
   are encoded against whichever GT the prior overlaps most, or zero when the image has no
   usable GT) and are never read by the loss.
 
-Rules, as in the authors' code:
+Rules, as in the reference ``match``:
 
 1. IoU between every GT and every prior (priors in corner form), continuous convention (no "+1").
 2. Each GT's best prior. A GT whose best IoU is < ``force_iou`` (0.2) is not force-matched; if no

@@ -1,7 +1,9 @@
 """Run a detector over WIDER FACE val and score it with the official protocol.
 
-Protocol (ARCHITECTURE.md section 4): every image at its original size, BGR minus the model mean,
-score threshold 0.02, greedy NMS at IoU 0.4 with the "+1" convention, no top-k caps; predictions in
+Protocol, that of the authors' ``test_widerface.py`` (RetinaFace PyTorch implementation, github
+biubug6/Pytorch_Retinaface, and the FeatherFace repository): every image at its original size, BGR minus
+the model mean, score threshold 0.02, greedy NMS at IoU 0.4 with the "+1" convention, no top-k caps
+(the script parses ``--top_k`` and ``--keep_top_k`` but never applies them); predictions in
 the official per-image text format; Easy / Medium / Hard AP from :func:`evaluate_widerface`
 (global score normalisation, IoU 0.5, 1,000 thresholds, VOC all-point AP).
 
