@@ -176,3 +176,32 @@ def test_score_detections_counts_only_the_setting_faces() -> None:
     # a confident false box first halves the precision at the first recall step
     worse = score_detections({"e": {"0": np.array([false, hit_big, hit_small])}}, gt, settings=("all",))["all"]
     assert worse == pytest.approx(2 / 3, abs=0.01)
+
+
+def test_multi_size_batches_keep_the_pixels_per_step(tmp_path: Path) -> None:
+    import cv2
+
+    from featherface.train.data import FaceDataset
+    from featherface.train.sampler import EpochBatchSampler
+
+    sampler = EpochBatchSampler(64, 16, seed=3, epoch=1, sizes=(480, 960), base_size=480)
+    batches = list(sampler)
+    assert len(batches) == 4 == len(sampler)
+    assert batches == list(EpochBatchSampler(64, 16, seed=3, epoch=1, sizes=(480, 960), base_size=480))
+    sizes = {b[0][1] for b in batches}
+    assert sizes <= {480, 960}
+    for b in batches:
+        assert len({s for _, s in b}) == 1
+        assert len(b) == (16 if b[0][1] == 480 else 4)
+    # resume: start_batch skips whole batches, sizes included
+    assert list(EpochBatchSampler(64, 16, seed=3, epoch=1, start_batch=2, sizes=(480, 960), base_size=480)) == batches[2:]
+    with pytest.raises(ValueError, match="single process"):
+        EpochBatchSampler(64, 16, seed=3, epoch=1, sizes=(480, 960), base_size=480, rank=0, world_size=2)
+    path = tmp_path / "a.jpg"
+    cv2.imwrite(str(path), _image())
+    ds = FaceDataset([FaceSample(path, np.array([[100, 100, 160, 170]], np.float32), np.zeros((1, 5, 2)),
+                                 np.zeros(1, bool))], TrainTransform(image_size=64), seed=0)
+    assert ds[0][0].shape == (3, 64, 64)
+    assert ds[(0, 96)][0].shape == (3, 96, 96)
+    with pytest.raises(ValueError, match="multiples of 32"):
+        TrainConfig(image_sizes=(480, 500))

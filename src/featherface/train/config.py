@@ -75,6 +75,9 @@ class TrainConfig:
     ``sync_bn`` computes BatchNorm statistics over the global batch in such a run (ignored in a
     single process).
 
+    ``image_sizes``: each batch runs at a network size drawn from these (seeded), with about
+    ``batch_size * (image_size / size)^2`` items so that a step costs about the same; large sizes put
+    the largest anchors inside the image instead of against its border, as a large photo does.
     Scale coverage (:class:`featherface.train.augment.TrainTransform`): ``crop_scales`` (default the
     authors' 0.3-1.0 of the short side), ``background_crops`` (share of magnified face-free windows)
     and ``whole_images`` (share of whole photos padded and downscaled). ``cpu_bf16`` runs the forward
@@ -114,6 +117,7 @@ class TrainConfig:
     neg_pos_ratio: int = 7
     min_negatives: int = 0
     negative_frames: float = 0.0
+    image_sizes: tuple[int, ...] | None = None
     crop_scales: tuple[float, ...] | None = None
     background_crops: float = 0.0
     whole_images: float = 0.0
@@ -154,6 +158,11 @@ class TrainConfig:
             raise ValueError("TrainConfig: negative_frames must be in [0, 1)")
         if self.crop_scales is not None:
             object.__setattr__(self, "crop_scales", tuple(float(v) for v in self.crop_scales))
+        if self.image_sizes is not None:
+            sizes = tuple(int(v) for v in self.image_sizes)
+            if not sizes or any(v <= 0 or v % 32 for v in sizes):
+                raise ValueError(f"TrainConfig: image_sizes must be positive multiples of 32, got {self.image_sizes!r}")
+            object.__setattr__(self, "image_sizes", sizes)
         self.model_config()  # validates model name and techniques
 
     def model_config(self) -> ModelConfig:

@@ -30,6 +30,7 @@ for a face with landmarks and ``-1.0`` for a face without. See :mod:`featherface
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import os
@@ -454,7 +455,9 @@ def load_image_bgr(path: PathLike) -> np.ndarray:
 class FaceDataset(Dataset):
     """Training dataset over :class:`FaceSample` s.
 
-    ``dataset[i]`` loads the BGR image of ``samples[i]`` and returns
+    ``dataset[i]`` (or ``dataset[(i, size)]``: the transform at network size ``size``, for a
+    dataclass transform such as :class:`~featherface.train.augment.TrainTransform`) loads the BGR
+    image of ``samples[i]`` and returns
     ``transform(image, boxes, landmarks, has_landmarks, rng)`` as tensors: ``(image float32 [3, S, S],
     targets float32 [M, 15])`` (target layout in the module docstring), with
     ``rng = np.random.default_rng((seed, epoch, i))``. The result is therefore a deterministic function of
@@ -477,7 +480,11 @@ class FaceDataset(Dataset):
     def __len__(self) -> int:
         return len(self.samples)
 
-    def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
+    def __getitem__(self, index: int | tuple[int, int]) -> tuple[torch.Tensor, torch.Tensor]:
+        transform = self.transform
+        if isinstance(index, tuple):  # (index, network size): a batch of another size (TrainConfig.image_sizes)
+            index, size = index
+            transform = dataclasses.replace(transform, image_size=int(size))  # type: ignore[type-var]
         if index < 0:
             index += len(self.samples)
         if not 0 <= index < len(self.samples):
@@ -486,10 +493,10 @@ class FaceDataset(Dataset):
         image = load_image_bgr(sample.image_path)
         rng = np.random.default_rng((self.seed, self.epoch, index))
         if len(sample.ignore):
-            image_chw, targets = self.transform(image, sample.boxes, sample.landmarks, sample.has_landmarks, rng,
-                                                ignore=sample.ignore)  # type: ignore[call-arg]
+            image_chw, targets = transform(image, sample.boxes, sample.landmarks, sample.has_landmarks, rng,
+                                           ignore=sample.ignore)  # type: ignore[call-arg]
         else:
-            image_chw, targets = self.transform(image, sample.boxes, sample.landmarks, sample.has_landmarks, rng)
+            image_chw, targets = transform(image, sample.boxes, sample.landmarks, sample.has_landmarks, rng)
         image_tensor = torch.from_numpy(np.ascontiguousarray(image_chw, dtype=np.float32))
         target_tensor = torch.from_numpy(
             np.ascontiguousarray(targets, dtype=np.float32).reshape(-1, TARGET_DIM)

@@ -199,7 +199,7 @@ class Trainer:
             )
         self.step = 0
         self.history: list[dict[str, float]] = []
-        self.priors = generate_priors((cfg.image_size, cfg.image_size), self.model_config.priors, device=self.device)
+        self.priors = self.priors_for(cfg.image_size)
         # what a data-parallel step does differently: loss denominators and reported terms of the global batch
         self.batch_scope: _LocalBatch | _GlobalBatch = _GlobalBatch(self.dist) if self.dist.distributed else _LocalBatch()
         if resume is not None:
@@ -215,6 +215,10 @@ class Trainer:
                 self.net, device_ids=[self.device.index] if self.cuda else None,
                 find_unused_parameters=find_unused,
             )
+
+    def priors_for(self, size: int) -> torch.Tensor:
+        """Priors ``[N, 4]`` of a square network input of ``size`` pixels (cached by the priors module)."""
+        return generate_priors((size, size), self.model_config.priors, device=self.device)
 
     # -- checkpoints (featherface.train.checkpoint) ----------------------------------------------------
     def checkpoint_state(self) -> dict[str, Any]:
@@ -251,7 +255,8 @@ class Trainer:
         batches (see :class:`EpochBatchSampler`), augmented for ``epoch``."""
         self.dataset.set_epoch(epoch)
         sampler = EpochBatchSampler(len(self.dataset), self.cfg.batch_size, self.cfg.seed, epoch, start_batch,
-                                    rank=self.dist.rank, world_size=self.dist.world_size)
+                                    rank=self.dist.rank, world_size=self.dist.world_size,
+                                    sizes=self.cfg.image_sizes, base_size=self.cfg.image_size)
         return DataLoader(
             self.dataset, batch_sampler=sampler, num_workers=self.cfg.workers, collate_fn=detection_collate,
             pin_memory=self.cuda, persistent_workers=False,
@@ -289,12 +294,13 @@ class Trainer:
         if self.channels_last:
             images = images.contiguous(memory_format=torch.channels_last)
         targets = [t.to(self.device, non_blocking=True) for t in targets]
-        matched = self.criterion.match(targets, self.priors)
+        priors = self.priors_for(images.shape[-1])
+        matched = self.criterion.match(targets, priors)
         norm = self.batch_scope.normalizers(matched)
         with torch.autocast(self.device.type, dtype=self.amp_dtype or torch.float32, enabled=self.amp_dtype is not None):
             feats, t_out = self.teacher_pass(images)
             out = self.net(feats) if feats is not None else self.net(images)
-            task = self.criterion(out, None, self.priors, matched=matched, normalizers=norm.task)
+            task = self.criterion(out, None, priors, matched=matched, normalizers=norm.task)
             if t_out is not None and self.distill is not None:
                 distill_terms = self.distill(out, t_out, matched[1], pos_normalizer=norm.distill)
                 terms = combined_loss(task, distill_terms, self.cfg.distill)

@@ -17,7 +17,13 @@ class EpochBatchSampler(Sampler[list[int]]):
     """
 
     def __init__(self, n: int, batch_size: int, seed: int, epoch: int, start_batch: int = 0,
-                 *, rank: int = 0, world_size: int = 1) -> None:
+                 *, rank: int = 0, world_size: int = 1, sizes: tuple[int, ...] | None = None,
+                 base_size: int | None = None) -> None:
+        if sizes and world_size > 1:
+            raise ValueError("EpochBatchSampler: several network sizes (image_sizes) need a single process")
+        if sizes and not base_size:
+            raise ValueError("EpochBatchSampler: sizes need base_size")
+        self.sizes, self.base_size = tuple(sizes or ()), base_size
         if world_size < 1 or not 0 <= rank < world_size:
             raise ValueError(f"EpochBatchSampler: invalid rank {rank} for world size {world_size}")
         if batch_size % world_size:
@@ -38,8 +44,23 @@ class EpochBatchSampler(Sampler[list[int]]):
         b = self.batch_size // self.world_size
         return [batch[self.rank * b : (self.rank + 1) * b] for batch in self.global_batches()]
 
-    def __iter__(self) -> Iterator[list[int]]:
-        yield from self.batches()[self.start_batch :]
+    def batch_sizes(self) -> list[int]:
+        """The network size of each global batch of the epoch (``sizes`` given): drawn uniformly with a
+        generator seeded by ``(seed, epoch)``."""
+        g = torch.Generator().manual_seed(self.seed * 1_000_003 + self.epoch + 7_919)
+        picks = torch.randint(len(self.sizes), (self.n // self.batch_size,), generator=g).tolist()
+        return [self.sizes[i] for i in picks]
+
+    def __iter__(self) -> Iterator[list[int]] | Iterator[list[tuple[int, int]]]:  # type: ignore[override]
+        if not self.sizes:
+            yield from self.batches()[self.start_batch :]
+            return
+        # several sizes: a batch of size S keeps about batch_size * (base_size / S)^2 items (the same
+        # number of pixels per step) and yields (index, S) pairs that FaceDataset transforms at size S
+        assert self.base_size is not None
+        for batch, size in list(zip(self.batches(), self.batch_sizes()))[self.start_batch :]:
+            keep = max(1, round(len(batch) * (self.base_size / size) ** 2))
+            yield [(i, size) for i in batch[:keep]]
 
     def __len__(self) -> int:
         return max(0, self.n // self.batch_size - self.start_batch)
