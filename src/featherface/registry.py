@@ -4,7 +4,14 @@ from __future__ import annotations
 
 from torch import nn
 
-from featherface.config import ModelConfig, ModelSpec, PriorConfig, ReferenceWeights, V2UltraTechniques, WeightsSpec
+from featherface.config import (
+    ModelConfig,
+    ModelSpec,
+    PriorConfig,
+    ReferenceWeights,
+    V2UltraTechniques,
+    WeightsSpec,
+)
 from featherface.errors import UnknownModelError
 
 __all__ = ["list_models", "get_spec", "get_config", "build_model", "register_model", "unregister_model"]

@@ -114,9 +114,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     import torch
 
     import featherface
-    from featherface.train.widerface import evaluate_detector_on_widerface
-
     from featherface.cli import EXIT_USAGE, CLIError
+    from featherface.train.widerface import evaluate_detector_on_widerface
 
     if args.model is None and args.weights is None:
         raise CLIError("evaluate needs --model NAME (its published weights), --weights PATH, or both "
