@@ -389,6 +389,28 @@ def render_deployment_latency(rec: dict[str, Any]) -> str:
             + md_table(["model", "path", "network (ms)", "detect (ms)"], "llrr", rows) + "\n")
 
 
+def render_training_log(rec: dict[str, Any]) -> str:
+    rows = [[r["stage"], f"`{r['checkpoint']}`", f"{r['crops_total']:,}", f"{r['wall_hours_total']:.2f}",
+             *(f"{r['dev'][k]:.2f}" for k in ("large", "medium", "all")),
+             *(f"{r[part]['all']:.2f}" for part in ("wider", "extra"))] for r in rec["data"]["records"]]
+    return (md_table(["stage", "weights", "crops seen (all stages)", "hours (all stages)", "dev AP >= 50 px",
+                      ">= 20 px", "all", "WIDER part, all", "extra part, all"], "llrrrrrrr", rows) + "\n")
+
+
+def render_train_step_levers_s4(rec: dict[str, Any]) -> str:
+    rows = [[r["label"], f"{r['median_ms']['backbone+teacher']:.0f}", f"{r['median_ms']['student_forward']:.0f}",
+             f"{r['median_ms']['backward']:.0f}", f"{r['median_ms']['total']:.0f}", f"{r['images_per_s']:.2f}"]
+            for r in rec["data"]["rows"]]
+    checks = [r for r in rec["data"]["rows"] if r.get("loss_check")]
+    text = md_table(["configuration (batch 16, 480 px, 1 thread, data loading inside the step)",
+                     "teacher ms", "student forward ms", "backward ms", "total ms", "images/s"], "lrrrrr", rows)
+    for r in checks:
+        c = r["loss_check"]
+        text += (f"\n\nLoss of one fixed batch, {r['label']}: float32 {c['float32']:.5f}, {c['amp']} autocast "
+                 f"{c['autocast']:.5f} (relative difference {c['relative_difference']:.1e}).")
+    return text + "\n"
+
+
 @dataclass(frozen=True)
 class Result:
     name: str
@@ -413,6 +435,8 @@ RESULTS: tuple[Result, ...] = (
     Result("peers", "docs/benchmarks.md", render_generic),
     Result("train_step_cost", "docs/training.md", render_train_step_cost, measure_train_step_cost),
     Result("train_step_levers", "docs/training.md", render_generic),
+    Result("train_step_levers_s4", "docs/training.md", render_train_step_levers_s4),
+    Result("training_log", "docs/training.md", render_training_log),
     Result("deployment_latency", "docs/deployment.md", render_deployment_latency, measure_deployment_latency),
 )
 BY_NAME = {r.name: r for r in RESULTS}

@@ -14,6 +14,8 @@ The log is ``docs/data/training_log.jsonl``; the next session appends to it.
         --every 500 --dev ../dev --widerface ../data/widerface --extra ../data/extra
     # draw docs/training_log.png from the log
     python docs/training_log.py plot
+    # write docs/data/training_log.json (the table docs/training.md shows; python docs/results.py renders it)
+    python docs/training_log.py table
 """
 
 from __future__ import annotations
@@ -130,6 +132,38 @@ def cmd_plot(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_table(args: argparse.Namespace) -> int:
+    """The log as a result file of ``docs/results.py`` (rows: stage, checkpoint, crops, hours, dev AP)."""
+    import datetime
+    import platform
+    import subprocess
+
+    rows = []
+    for r in records():
+        d = r["dev"]
+        rows.append({"stage": r["stage"], "checkpoint": r["checkpoint"], "step": r["step"],
+                     "crops_total": r["crops_total"], "wall_hours_total": r["wall_hours_total"],
+                     "dev": d["dev"], "wider": d["wider"], "extra": d["extra"], "note": r.get("note", "")})
+    cpu = platform.processor() or platform.machine()
+    try:
+        cpu = next(line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name"))
+    except (OSError, StopIteration):
+        pass
+    commit = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, cwd=DOCS).stdout.strip()
+    rec = {"name": "training_log", "historical": True,
+           "command": "python docs/training_log.py weights|run ... (per stage, see docs/training.md); "
+                      "python docs/training_log.py table",
+           "git_commit": commit, "date": datetime.date.today().isoformat(),
+           "machine": {"cpu": cpu, "cores": 2, "threads": 1,
+                       "load": "scored on one core while training runs used the other"},
+           "weights": "historical: the candidates of each stage (checkpoints listed per row; the packaged "
+                      "weights are the s2_unfrozen row)",
+           "weights_sha256": {}, "data": {"records": rows}}
+    (DOCS / "data" / "training_log.json").write_text(json.dumps(rec, indent=1) + "\n", encoding="utf-8")
+    print(f"wrote docs/data/training_log.json ({len(rows)} records)")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = ap.add_subparsers(dest="cmd", required=True)
@@ -151,7 +185,10 @@ def main(argv: list[str] | None = None) -> int:
             p.add_argument("--every", type=int, default=500)
     p = sub.add_parser("plot")
     p.add_argument("--out", default=str(PNG))
+    sub.add_parser("table")
     args = ap.parse_args(argv)
+    if args.cmd == "table":
+        return cmd_table(args)
     if args.cmd == "weights":
         args.weights = args.path
         return cmd_weights(args)
