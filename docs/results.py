@@ -411,6 +411,20 @@ def render_train_step_levers_s4(rec: dict[str, Any]) -> str:
     return text + "\n"
 
 
+def render_shared_machine(rec: dict[str, Any]) -> str:
+    def label(k: str) -> str:
+        if k == "default":
+            return "default (one thread per call at this size)"
+        n = k.split("=")[1]
+        return f"`num_threads={n}`" + (" (torch's own default: one per core)" if int(n) == rec["machine"]["cores"] else "")
+
+    rows = [[label(k), f"{r['alone_ms']:.1f}", f"{r['two_processes_ms']:.1f} ({r['two_over_alone']:.2f}x)",
+             f"{r['busy_core_ms']:.1f} ({r['busy_over_alone']:.2f}x)"] for k, r in rec["data"]["rows"].items()]
+    return (f"`detect` on a {rec['data']['image']} image, median over {rec['data']['seconds']:.0f} s per situation.\n\n"
+            + md_table(["setting", "alone (ms)", "two processes side by side (ms, ratio)",
+                        "next to a core busy with Python (ms, ratio)"], "lrrr", rows) + "\n")
+
+
 @dataclass(frozen=True)
 class Result:
     name: str
@@ -437,6 +451,7 @@ RESULTS: tuple[Result, ...] = (
     Result("train_step_levers", "docs/training.md", render_generic),
     Result("train_step_levers_s4", "docs/training.md", render_train_step_levers_s4),
     Result("training_log", "docs/training.md", render_training_log),
+    Result("shared_machine", "docs/concepts.md", render_shared_machine),
     Result("deployment_latency", "docs/deployment.md", render_deployment_latency, measure_deployment_latency),
 )
 BY_NAME = {r.name: r for r in RESULTS}

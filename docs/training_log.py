@@ -158,7 +158,7 @@ def cmd_table(args: argparse.Namespace) -> int:
                        "load": "scored on one core while training runs used the other"},
            "weights": "historical: the candidates of each stage (checkpoints listed per row; the packaged "
                       "weights are the s2_unfrozen row)",
-           "weights_sha256": {}, "data": {"records": rows}}
+           "versions": {"torch": __import__("torch").__version__}, "weights_sha256": {}, "data": {"records": rows}}
     (DOCS / "data" / "training_log.json").write_text(json.dumps(rec, indent=1) + "\n", encoding="utf-8")
     print(f"wrote docs/data/training_log.json ({len(rows)} records)")
     return 0
