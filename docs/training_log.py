@@ -112,20 +112,29 @@ def cmd_plot(args: argparse.Namespace) -> int:
     import matplotlib.pyplot as plt
 
     recs = [r for r in records() if "dev" in r and "dev" in r["dev"]]
-    fig, ax = plt.subplots(figsize=(7, 4))
-    for setting, colour in (("large", "tab:green"), ("medium", "tab:orange"), ("all", "tab:red")):
-        xs = [r["crops_total"] / 1000 for r in recs]
-        ys = [r["dev"]["dev"][setting] for r in recs]
-        ax.plot(xs, ys, "o-", color=colour, label=f"faces {'>= 50 px' if setting == 'large' else '>= 20 px' if setting == 'medium' else ': all'}")
-    for r in recs:
-        if r.get("step") is None:
-            ax.annotate(r["stage"], (r["crops_total"] / 1000, r["dev"]["dev"]["large"]), fontsize=7,
-                        textcoords="offset points", xytext=(0, 6), ha="center")
+    fig, ax = plt.subplots(figsize=(8, 4.5))
+    starts = [r for r in recs if r.get("step") is None]  # weights folders: where later stages started
+    stages = list(dict.fromkeys(r["stage"] for r in recs if r.get("step") is not None))
+    styles = ["-", "--", ":", "-."]
+    colours = {"large": "tab:green", "medium": "tab:orange", "all": "tab:red"}
+    labels = {"large": "faces >= 50 px", "medium": "faces >= 20 px", "all": "all faces"}
+    for setting, colour in colours.items():
+        for r in starts:
+            ax.plot([r["crops_total"] / 1000], [r["dev"]["dev"][setting]], "s", color=colour, markersize=7)
+        for k, stage in enumerate(stages):
+            pts = sorted((r for r in recs if r["stage"] == stage), key=lambda r: r["crops_total"])
+            pts = starts[-1:] + pts if starts else pts
+            ax.plot([r["crops_total"] / 1000 for r in pts], [r["dev"]["dev"][setting] for r in pts],
+                    styles[k % len(styles)] + "o", color=colour, markersize=3,
+                    label=f"{labels[setting]}, {stage}")
+    for r in starts:
+        ax.annotate(f"{r['stage']} (packaged)", (r["crops_total"] / 1000, r["dev"]["dev"]["large"]), fontsize=7,
+                    textcoords="offset points", xytext=(0, 8), ha="center")
     ax.set_xlabel("training crops seen since the first stage (thousands)")
     ax.set_ylabel("dev AP (%)")
     ax.set_title("v2_ultra on the dev split (never WIDER FACE val)")
     ax.grid(alpha=0.3)
-    ax.legend()
+    ax.legend(fontsize=6, ncol=3, loc="center right")
     fig.tight_layout()
     fig.savefig(args.out, dpi=110)
     print(f"wrote {args.out}")
