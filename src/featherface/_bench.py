@@ -155,10 +155,15 @@ def run_worker(cfg: dict[str, Any]) -> dict[str, Any]:
     peak_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux
     import torch
 
+    # the torch runner sets its thread count per call (featherface.backends.TorchRunner.threads_for)
+    threads_for = getattr(det.runner, "threads_for", None)
+    call_threads = threads_for(batch) if threads_for is not None else None
+
     return {
         "model": cfg["model"], "backend": det.backend, "size": f"{cfg['width']}x{cfg['height']}",
         "width": cfg["width"], "height": cfg["height"], "threads": cfg["threads"],
-        "torch_threads": torch.get_num_threads(), "weights": det.weights_source,
+        "torch_threads": call_threads if call_threads is not None else torch.get_num_threads(),
+        "weights": det.weights_source,
         "runs": cfg["runs"], "warmup": cfg["warmup"], "detections": n_det,
         "latency_ms": {stage: _percentiles(v) for stage, v in times.items()},
         "peak_rss_mb": round(peak_kib / 1024, 1),

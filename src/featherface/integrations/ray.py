@@ -51,8 +51,9 @@ class RayFaceDetector:
         column: the image column (default: the first of ``image``, ``bytes``, ``path`` in the batch).
         batch_size: images per network call (images of the same size are batched together).
         color: channel order of decoded array columns (``"rgb"``, as ``ray.data.read_images`` gives).
-        torch_threads: ``torch.set_num_threads`` in each actor (default: leave Ray's setting, which
-            follows the actor's ``num_cpus``).
+        torch_threads: ``torch.set_num_threads`` in each actor, also the detector's ``num_threads``
+            (default: leave Ray's setting, which follows the actor's ``num_cpus``, and the detector's
+            per-call policy).
         **options: other :func:`featherface.load_model` arguments (``device``, ``pretrained``...) and
             :class:`featherface.DetectorOptions` (``score_threshold``, ``max_size``...).
             ``pretrained=False`` (tests only) gives every actor its own random network.
@@ -75,6 +76,9 @@ class RayFaceDetector:
 
         if torch_threads:
             torch.set_num_threads(torch_threads)
+            # the detector sets its thread count per call: pass the actor's count on, or it would run
+            # small inputs on one thread (featherface.backends.SINGLE_THREAD_MAX_PIXELS)
+            options.setdefault("num_threads", torch_threads)
         self.detector = load_model(model, weights=weights, **options)
         self.column, self.batch_size, self.color = column, batch_size, color
 

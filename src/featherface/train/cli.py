@@ -122,7 +122,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
                        "(--model names the architecture of a bare .safetensors file)", EXIT_USAGE)
     if args.threads:
         torch.set_num_threads(args.threads)
-    det = featherface.load_model(args.model, weights=args.weights, device=args.device)
+    det = featherface.load_model(args.model, weights=args.weights, device=args.device, num_threads=args.threads)
     res = evaluate_detector_on_widerface(
         det, None, args.widerface, subset=args.subset, max_size=args.max_size, pred_dir=args.out,
         gt_dir=args.gt_dir, plot=args.plot, progress=sys.stderr.isatty(),
