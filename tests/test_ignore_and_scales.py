@@ -205,3 +205,19 @@ def test_multi_size_batches_keep_the_pixels_per_step(tmp_path: Path) -> None:
     assert ds[(0, 96)][0].shape == (3, 96, 96)
     with pytest.raises(ValueError, match="multiples of 32"):
         TrainConfig(image_sizes=(480, 500))
+
+
+def test_model_card_lists_the_dev_candidates() -> None:
+    from featherface.registry import get_config
+    from featherface.train.export import ModelCard
+
+    card = ModelCard(title="t", summary="s", training_data="d", recipe="r", hardware="h",
+                     dev_protocol="dev split, AP",
+                     dev_results=({"candidate": "s4 step 500", "crops": 63520, "large": 78.66, "medium": 58.18,
+                                   "all": 35.9},
+                                  {"candidate": "packaged", "crops": 55520, "large": 79.53, "medium": 59.13,
+                                   "all": 36.49, "shipped": True}))
+    text = card.render(get_config("v2_ultra"), 1, 1, "0" * 64)
+    assert "| s4 step 500 | 63,520 | 78.66 | 58.18 | 35.90 |  |" in text
+    assert "| packaged | 55,520 | 79.53 | 59.13 | 36.49 | yes |" in text
+    assert "dev split, AP" in text

@@ -113,6 +113,8 @@ def test_converter_is_strict(ref_weights: Path) -> None:
         convert_reference_v1_state_dict(wrong, model)
 
 
-def test_only_safetensors(tmp_path: Path) -> None:
-    with pytest.raises(ConversionError, match="only .safetensors"):
+def test_missing_reference_file(tmp_path: Path) -> None:
+    # .safetensors and the authors' .pth are both read (tests/test_convert_inputs.py); a missing file
+    # is a one-line error naming it
+    with pytest.raises(ConversionError, match=r"weights\.pth: cannot read the file"):
         load_reference_v1(tmp_path / "weights.pth")
