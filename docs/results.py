@@ -452,6 +452,7 @@ RESULTS: tuple[Result, ...] = (
     Result("train_step_levers_s4", "docs/training.md", render_train_step_levers_s4),
     Result("training_log", "docs/training.md", render_training_log),
     Result("shared_machine", "docs/concepts.md", render_shared_machine),
+    Result("install_sizes", "README.md", render_generic),
     Result("deployment_latency", "docs/deployment.md", render_deployment_latency, measure_deployment_latency),
 )
 BY_NAME = {r.name: r for r in RESULTS}
