@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 import sys
 import time
 from pathlib import Path
@@ -26,6 +25,7 @@ import numpy as np
 import torch
 
 import featherface
+from featherface._bench import cpu_model
 from featherface.ops import box_iou
 from featherface.train.data import load_image_bgr, read_jsonl
 
@@ -79,7 +79,7 @@ def main(argv: list[str] | None = None) -> int:
     result = {
         "command": "python benchmarks/size_policy.py " + " ".join(argv if argv is not None else sys.argv[1:]),
         "weights": det.weights_source, "photos": len(samples), "photo_side": args.photo_side,
-        "min_face": args.min_face, "threads": args.threads, "cpu": platform.processor() or platform.machine(),
+        "min_face": args.min_face, "threads": args.threads, "cpu": cpu_model(),
         "torch": torch.__version__, "featherface": featherface.__version__, "caps": rows,
     }
     print(f"{len(samples)} photos at {args.photo_side} px, teacher faces >= {args.min_face} px, default threshold")

@@ -39,7 +39,6 @@ from __future__ import annotations
 
 import argparse
 import datetime
-import hashlib
 import json
 import os
 import platform
@@ -66,11 +65,9 @@ MARKER = re.compile(r"<!-- results:(?P<name>[\w-]+) -->\n(?P<body>.*?)<!-- /resu
 
 
 def sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
+    from featherface.hub import sha256_file
+
+    return sha256_file(path)
 
 
 def packaged_sha256() -> str:
@@ -89,14 +86,9 @@ def git_commit() -> str:
 
 
 def machine(threads: int | str | None, load: str | None) -> dict[str, Any]:
-    cpu = platform.processor() or "unknown"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
+    from featherface._bench import cpu_model
+
+    cpu = cpu_model()
     usable = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
     load_avg = os.getloadavg()[0] if hasattr(os, "getloadavg") else None
     note = load or "not stated"
@@ -411,6 +403,17 @@ def render_train_step_levers_s4(rec: dict[str, Any]) -> str:
     return text + "\n"
 
 
+def render_size_policy(rec: dict[str, Any]) -> str:
+    d = rec["data"]
+    rows = [["none (original size)" if c == "None" else ("**1024 (the default)**" if c == "1024" else c),
+             f"{r['found']} / {r['faces']}", str(r["false"]), f"{r['seconds_per_photo']:.2f}"]
+            for c, r in d["caps"].items()]
+    return (f"{d['photos']} photos upscaled to {d['photo_side']} px, teacher faces of at least {d['min_face']:.0f} px, "
+            "default score threshold.\n\n"
+            + md_table(["cap on the network input's longer side", "faces found", "false boxes", "seconds per photo"],
+                       "lrrr", rows) + "\n")
+
+
 def render_shared_machine(rec: dict[str, Any]) -> str:
     def label(k: str) -> str:
         if k == "default":
@@ -453,6 +456,7 @@ RESULTS: tuple[Result, ...] = (
     Result("training_log", "docs/training.md", render_training_log),
     Result("shared_machine", "docs/concepts.md", render_shared_machine),
     Result("install_sizes", "README.md", render_generic),
+    Result("size_policy", "docs/concepts.md", render_size_policy),
     Result("deployment_latency", "docs/deployment.md", render_deployment_latency, measure_deployment_latency),
 )
 BY_NAME = {r.name: r for r in RESULTS}

@@ -144,8 +144,8 @@ def cmd_plot(args: argparse.Namespace) -> int:
 def cmd_table(args: argparse.Namespace) -> int:
     """The log as a result file of ``docs/results.py`` (rows: stage, checkpoint, crops, hours, dev AP)."""
     import datetime
-    import platform
-    import subprocess
+
+    from results import git_commit, machine, versions  # docs/results.py, beside this script
 
     rows = []
     for r in records():
@@ -153,21 +153,14 @@ def cmd_table(args: argparse.Namespace) -> int:
         rows.append({"stage": r["stage"], "checkpoint": r["checkpoint"], "step": r["step"],
                      "crops_total": r["crops_total"], "wall_hours_total": r["wall_hours_total"],
                      "dev": d["dev"], "wider": d["wider"], "extra": d["extra"], "note": r.get("note", "")})
-    cpu = platform.processor() or platform.machine()
-    try:
-        cpu = next(line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name"))
-    except (OSError, StopIteration):
-        pass
-    commit = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, cwd=DOCS).stdout.strip()
     rec = {"name": "training_log", "historical": True,
            "command": "python docs/training_log.py weights|run ... (per stage, see docs/training.md); "
                       "python docs/training_log.py table",
-           "git_commit": commit, "date": datetime.date.today().isoformat(),
-           "machine": {"cpu": cpu, "cores": 2, "threads": 1,
-                       "load": "scored on one core while training runs used the other"},
+           "git_commit": git_commit(), "date": datetime.date.today().isoformat(),
+           "machine": machine(1, "scored on one core while training runs used the other"),
            "weights": "historical: the candidates of each stage (checkpoints listed per row; the packaged "
                       "weights are the s2_unfrozen row)",
-           "versions": {"torch": __import__("torch").__version__}, "weights_sha256": {}, "data": {"records": rows}}
+           "versions": versions(), "weights_sha256": {}, "data": {"records": rows}}
     (DOCS / "data" / "training_log.json").write_text(json.dumps(rec, indent=1) + "\n", encoding="utf-8")
     print(f"wrote docs/data/training_log.json ({len(rows)} records)")
     return 0
