@@ -28,7 +28,7 @@ import numpy as np
 from featherface.config import V2UltraTechniques
 from featherface.train.config import TrainConfig
 from featherface.train.loop import Trainer
-from featherface.train.widerface import evaluate_detector_on_widerface
+from featherface.train.widerface_eval import evaluate_detector_on_widerface
 
 TECHNIQUES = [f.name for f in dataclasses.fields(V2UltraTechniques)]
 

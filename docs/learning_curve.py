@@ -34,8 +34,8 @@ def _records(path: Path = CURVE) -> list[dict]:
 def cmd_evaluate(args: argparse.Namespace) -> int:
     import torch
 
-    from featherface.train.export import load_checkpoint_model
-    from featherface.train.widerface import evaluate_detector_on_widerface
+    from featherface.train.checkpoint import load_checkpoint_model
+    from featherface.train.widerface_eval import evaluate_detector_on_widerface
 
     torch.set_num_threads(args.threads)
     run = Path(args.run)

@@ -80,7 +80,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     import torch
 
     from featherface.api import FaceDetector
-    from featherface.train.export import load_checkpoint_model
+    from featherface.train.checkpoint import load_checkpoint_model
 
     torch.set_num_threads(args.threads)
     run = Path(args.run)

@@ -65,7 +65,7 @@ def test_evaluate_rejects_non_positive_counts(capsys, tmp_path, flag, value) -> 
 def fake_widerface(monkeypatch: pytest.MonkeyPatch) -> list[Any]:
     """Replace the WIDER FACE run (which needs the data set) by a recorder of the detector it gets."""
     pytest.importorskip("scipy")
-    import featherface.train.widerface as widerface
+    import featherface.train.widerface_eval as widerface
 
     seen: list[Any] = []
 

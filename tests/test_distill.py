@@ -13,16 +13,9 @@ import torch
 from featherface.convert import load_reference_v1
 from featherface.options import DetectorOptions
 from featherface.pipeline import decode
-from featherface.priors import generate_priors
 from featherface.registry import build_model
-from featherface.train.distill import (
-    DistillationLoss,
-    DistillConfig,
-    combined_loss,
-    teacher_landmarks_for_boxes,
-    teacher_pseudo_labels,
-)
-from featherface.train.loss import MultiBoxLoss
+from featherface.train.distill import DistillationLoss, DistillConfig, combined_loss
+from featherface.train.pseudo import teacher_landmarks_for_boxes
 from tests.conftest import shared_file
 
 
@@ -167,25 +160,17 @@ class _FixedTeacher(torch.nn.Module):
         return tuple(t + 0.0 * self.dummy for t in self.out)
 
 
-def test_pseudo_labels_clip_filter_and_normalise_hand_built() -> None:
+def test_teacher_landmarks_clip_and_normalise_hand_built() -> None:
     teacher, image = _FixedTeacher(), torch.zeros(1, 3, 64, 64)
-    rows = teacher_pseudo_labels(teacher, image)
-    a = [0.0, 0.0, 20 / 64, 20 / 64, 0.0, 4 / 64] + [4 / 64] * 8 + [1.0]
-    b = [20 / 64, 48 / 64, 52 / 64, 56 / 64] + [36 / 64, 52 / 64] * 5 + [1.0]
-    assert rows.shape == (2, 15)
-    assert torch.allclose(rows, torch.tensor([a, b]), atol=1e-5)
-    # 10 px minimum: the 32 x 8 px box goes (on its height alone)
-    assert torch.allclose(
-        teacher_pseudo_labels(teacher, image, min_size_px=10.0), torch.tensor([a]), atol=1e-5
-    )
-    assert teacher_pseudo_labels(teacher, image, min_size_px=21.0).shape == (0, 15)
-
+    # the teacher's two faces, normalised by (W, H) and clipped to the image: box, landmarks
+    a = [0.0, 0.0, 20 / 64, 20 / 64, 0.0, 4 / 64] + [4 / 64] * 8
+    b = [20 / 64, 48 / 64, 52 / 64, 56 / 64] + [36 / 64, 52 / 64] * 5
     gt = torch.tensor(
         [[0.0, 0.0, 20 / 64, 20 / 64], [20 / 64, 48 / 64, 52 / 64, 60 / 64], [0.5, 0.0, 0.7, 0.2]]
     )
     landmarks, found = teacher_landmarks_for_boxes(teacher, image, gt)
     assert found.tolist() == [True, True, False]  # IoUs 1 (after clipping), 2/3, 0
-    assert torch.allclose(landmarks, torch.tensor([a[4:14], b[4:14], [0.0] * 10]), atol=1e-5)
+    assert torch.allclose(landmarks, torch.tensor([a[4:], b[4:], [0.0] * 10]), atol=1e-5)
     _, found = teacher_landmarks_for_boxes(teacher, image, gt, iou_threshold=0.7)
     assert found.tolist() == [True, False, False]
     empty_l, empty_f = teacher_landmarks_for_boxes(teacher, image, torch.zeros(0, 4))
@@ -242,28 +227,3 @@ def test_teacher_landmarks_for_own_detections(teacher: torch.nn.Module, group_im
     # nothing clears a score threshold of 1.0: no box is found
     _, none_found = teacher_landmarks_for_boxes(teacher, group_image, boxes, score_threshold=1.0)
     assert not none_found.any()
-
-
-def test_teacher_pseudo_labels_rows(teacher: torch.nn.Module, group_image: torch.Tensor) -> None:
-    h, w = group_image.shape[2:]
-    rows = teacher_pseudo_labels(teacher, group_image)
-    assert rows.dtype == torch.float32 and rows.ndim == 2 and rows.shape[1] == 15
-    assert rows.shape[0] >= 20
-    boxes, ldm, label = rows[:, :4], rows[:, 4:14], rows[:, 14]
-    assert (label == 1.0).all()
-    assert ((boxes >= 0) & (boxes <= 1)).all() and ((ldm >= 0) & (ldm <= 1)).all()
-    assert (boxes[:, 2] > boxes[:, 0]).all() and (boxes[:, 3] > boxes[:, 1]).all()
-
-    strict = teacher_pseudo_labels(teacher, group_image, score_threshold=0.9)
-    assert 0 < strict.shape[0] < rows.shape[0]
-    big = teacher_pseudo_labels(teacher, group_image, min_size_px=20.0)
-    assert 0 < big.shape[0] < rows.shape[0]
-    assert ((big[:, 2] - big[:, 0]) * w >= 20.0 - 1e-3).all() and (
-        (big[:, 3] - big[:, 1]) * h >= 20.0 - 1e-3
-    ).all()
-    assert teacher_pseudo_labels(teacher, group_image, score_threshold=1.0).shape == (0, 15)
-
-    # the rows are usable training targets for the matcher and loss
-    priors = generate_priors((h, w), teacher.config.priors)
-    _, conf_t, _ = MultiBoxLoss(teacher.config.priors).match([rows], priors)
-    assert int((conf_t == 1).sum()) >= rows.shape[0]

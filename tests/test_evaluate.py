@@ -1,4 +1,4 @@
-"""Tests for the WIDER FACE val scorer (featherface.train.evaluate).
+"""Tests for the WIDER FACE val scorer (featherface.train.ap).
 
 Small cases use ground truth written by the test itself as ``.mat`` files with the same
 nested-cell structure as the official ones; expected APs are computed by hand in the
@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from featherface.train.evaluate import (
+from featherface.train.ap import (
     SETTINGS,
     GroundTruthImage,
     evaluate_widerface,

@@ -11,10 +11,10 @@ import torch
 
 from featherface.config import PriorConfig
 from featherface.priors import generate_priors
+from featherface.train.ap import GroundTruthImage, score_detections
 from featherface.train.augment import TrainTransform
 from featherface.train.config import DataSource, TrainConfig
 from featherface.train.data import FaceSample, read_jsonl, write_jsonl
-from featherface.train.evaluate import GroundTruthImage, score_detections
 from featherface.train.loss import MultiBoxLoss, hard_negative_mask
 from featherface.train.matcher import IGNORE, match, positive_mask
 
@@ -209,7 +209,7 @@ def test_multi_size_batches_keep_the_pixels_per_step(tmp_path: Path) -> None:
 
 def test_model_card_lists_the_dev_candidates() -> None:
     from featherface.registry import get_config
-    from featherface.train.export import ModelCard
+    from featherface.train.weights_folder import ModelCard
 
     card = ModelCard(title="t", summary="s", training_data="d", recipe="r", hardware="h",
                      dev_protocol="dev split, AP",

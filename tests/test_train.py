@@ -19,11 +19,12 @@ from featherface.options import DetectorOptions
 from featherface.pipeline import decode
 from featherface.priors import generate_priors
 from featherface.train.augment import EvalTransform
+from featherface.train.checkpoint import load_checkpoint_model
 from featherface.train.config import DataSource, TrainConfig
 from featherface.train.data import FaceDataset, detection_collate, read_widerface_bbx_gt
-from featherface.train.export import ModelCard, export_checkpoint, load_checkpoint_model
 from featherface.train.loop import Trainer
 from featherface.train.loss import MultiBoxLoss
+from featherface.train.weights_folder import ModelCard, export_checkpoint
 from tests.conftest import shared_file
 
 IMAGES = "data/widerface/train_part1/images"

@@ -37,10 +37,12 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import cv2
 import numpy as np
 
+from featherface.config import ModelConfig
 from featherface.pipeline import make_batch
 
 __all__ = [
@@ -52,6 +54,7 @@ __all__ = [
     "TrainTransform",
     "build_targets",
     "mirror",
+    "normalise_to_image",
     "pad_to_square",
     "photometric_distort",
     "random_crop",
@@ -63,8 +66,9 @@ logger = logging.getLogger(__name__)
 
 #: Crop side as a fraction of the image's short side, drawn uniformly (reference ``_crop``).
 CROP_SCALES: tuple[float, ...] = (0.3, 0.45, 0.6, 0.8, 1.0)
-#: Mean colour subtracted from the network input, BGR order, no std division (the authors' ``rgb_mean``).
-MEAN_BGR: tuple[float, float, float] = (104.0, 117.0, 123.0)
+#: Mean colour subtracted from the network input, BGR order, no std division (the authors' ``rgb_mean``):
+#: the default of :attr:`featherface.config.ModelConfig.mean_bgr`.
+MEAN_BGR: tuple[float, float, float] = ModelConfig.mean_bgr
 #: Interpolations :func:`resize` chooses from, uniformly (reference ``_resize_subtract_mean``).
 INTERPOLATIONS: tuple[int, ...] = (
     cv2.INTER_LINEAR,
@@ -378,6 +382,19 @@ def resize(image: np.ndarray, size: int, rng: np.random.Generator) -> np.ndarray
 # -------------------------------------------------------------------------------------------- targets
 
 
+def normalise_to_image(xy: Any, width: float, height: float) -> Any:
+    """Pixel coordinates -> fractions of the image, clipped to it: ``xy[..., 2K]`` (``K`` points
+    ``x, y``: boxes ``[M, 4]`` as ``x1, y1, x2, y2``, landmarks ``[M, 5, 2]`` or ``[M, 10]``) divided
+    by ``(width, height)`` and clipped to ``[0, 1]``; same shape.
+
+    ``xy`` is a NumPy array (divided by float32 ``(width, height)``) or a torch tensor (divided by
+    ``(width, height)`` in its own dtype, on its device); the result is of the same kind.
+    """
+    points = xy.reshape(*xy.shape[:-1], xy.shape[-1] // 2, 2)
+    scale = xy.new_tensor([width, height]) if hasattr(xy, "new_tensor") else np.array([width, height], np.float32)
+    return (points / scale).clip(0.0, 1.0).reshape(xy.shape)
+
+
 def build_targets(
     boxes: np.ndarray, landmarks: np.ndarray, has_landmarks: np.ndarray, width: float, height: float
 ) -> np.ndarray:
@@ -389,9 +406,8 @@ def build_targets(
     already clipped) and faces left with no width or height are dropped.
     """
     boxes, landmarks, has_landmarks = _copy_annotations(boxes, landmarks, has_landmarks)
-    scale = np.array([width, height], dtype=np.float32)
-    norm_boxes = np.clip(boxes / np.tile(scale, 2), 0.0, 1.0)
-    norm_landmarks = np.clip(landmarks / scale, 0.0, 1.0)
+    norm_boxes = normalise_to_image(boxes, width, height)
+    norm_landmarks = normalise_to_image(landmarks, width, height)
     norm_landmarks[~has_landmarks] = 0.0
     labels = np.where(has_landmarks, 1.0, -1.0).astype(np.float32)
     targets = np.concatenate([norm_boxes, norm_landmarks.reshape(-1, 10), labels[:, None]], axis=1).astype(
@@ -559,7 +575,7 @@ class TrainTransform:
 def _ignore_rows(boxes: np.ndarray, width: float, height: float) -> np.ndarray:
     """Ignore regions as target rows (box normalised and clipped, landmarks 0, label 0); empty ones dropped."""
     rows = np.zeros((len(boxes), TARGET_DIM), np.float32)
-    rows[:, :4] = np.clip(boxes / np.array([width, height, width, height], np.float32), 0.0, 1.0)
+    rows[:, :4] = normalise_to_image(boxes, width, height)
     valid = (rows[:, 2] > rows[:, 0]) & (rows[:, 3] > rows[:, 1])
     return rows[valid]
 

@@ -66,13 +66,16 @@ def save_checkpoint(state: Mapping[str, Any], path: str | os.PathLike) -> Path:
     return p
 
 
-def read_checkpoint(path: str | os.PathLike, *, model_config: ModelConfig, device: torch.device) -> dict[str, Any]:
-    """Load a checkpoint onto ``device`` and check its version and that it is for ``model_config``."""
+def read_checkpoint(
+    path: str | os.PathLike, *, model_config: ModelConfig | None = None, device: torch.device | str = "cpu"
+) -> dict[str, Any]:
+    """Load a checkpoint onto ``device`` and check its version and, when ``model_config`` is given,
+    that it is for that model config."""
     state = torch.load(path, map_location=device, weights_only=True)
     if state.get("version") != CHECKPOINT_VERSION:
         raise ValueError(f"{path}: unsupported checkpoint version {state.get('version')}")
     saved_model = ModelConfig.from_dict(json.loads(state["model_config"]))
-    if saved_model != model_config:
+    if model_config is not None and saved_model != model_config:
         raise ValueError(f"{path}: checkpoint is for model config {saved_model}, not {model_config}")
     return state  # type: ignore[no-any-return]
 
@@ -99,6 +102,26 @@ def restore_checkpoint(
     scaler.load_state_dict(state["scaler"])
     torch.set_rng_state(state["torch_rng"].cpu())
     return int(state["step"])
+
+
+def load_checkpoint_model(
+    checkpoint: str | os.PathLike, *, use_ema: bool = True
+) -> tuple[nn.Module, ModelConfig, dict[str, Any]]:
+    """The network of a checkpoint, in eval mode on the CPU, with its model config and its run's
+    :class:`TrainConfig` as a dict: the EMA weights when the checkpoint has them and ``use_ema``,
+    else the live weights. The checkpoint is read (and its version checked) by :func:`read_checkpoint`."""
+    from featherface.hub import strip_module_prefix
+    from featherface.registry import build_model
+
+    state = read_checkpoint(checkpoint)
+    config = ModelConfig.from_dict(json.loads(state["model_config"]))
+    model = build_model(config)
+    weights = state["model"]
+    if use_ema and state.get("ema") is not None:
+        # AveragedModel's state: the network under ``module.``, plus its ``n_averaged`` counter
+        weights = strip_module_prefix({k: v for k, v in state["ema"].items() if k.startswith("module.")})
+    model.load_state_dict(weights, strict=True)
+    return model.eval(), config, json.loads(state["config"])
 
 
 def load_backbone_weights(model: nn.Module, path: str | os.PathLike) -> int:
@@ -146,6 +169,7 @@ __all__ = [
     "CHECKPOINT_VERSION",
     "checkpoint_state",
     "load_backbone_weights",
+    "load_checkpoint_model",
     "load_init_weights",
     "load_teacher",
     "read_checkpoint",

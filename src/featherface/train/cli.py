@@ -86,15 +86,11 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
 
 def cmd_train(args: argparse.Namespace) -> int:
     from featherface.train.config import TrainConfig
-    from featherface.train.export import ModelCard, export_model
-    from featherface.train.loop import Trainer
+    from featherface.train.loop import train
+    from featherface.train.weights_folder import ModelCard, export_model
 
     cfg = TrainConfig.from_file(args.config)
-    trainer = Trainer(cfg, resume=args.resume)  # joins the process group when run under torchrun
-    try:
-        trainer.fit()
-    finally:
-        trainer.close()
+    trainer = train(cfg, resume=args.resume)  # joins the process group when run under torchrun
     if not trainer.is_main:  # rank 0 reports and exports
         return 0
     print(f"finished at step {trainer.step}; checkpoint {Path(cfg.out_dir) / 'last.pt'}")
@@ -115,7 +111,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
     import featherface
     from featherface.cli import EXIT_USAGE, CLIError
-    from featherface.train.widerface import evaluate_detector_on_widerface
+    from featherface.train.widerface_eval import evaluate_detector_on_widerface
 
     if args.model is None and args.weights is None:
         raise CLIError("evaluate needs --model NAME (its published weights), --weights PATH, or both "
@@ -168,7 +164,7 @@ def cmd_pseudo_label(args: argparse.Namespace) -> int:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    from featherface.train.export import ModelCard, export_checkpoint
+    from featherface.train.weights_folder import ModelCard, export_checkpoint
 
     card = None
     if args.card:

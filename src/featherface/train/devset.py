@@ -34,8 +34,8 @@ from typing import Any
 
 import numpy as np
 
+from featherface.train.ap import GroundTruthImage, score_detections
 from featherface.train.data import FaceSample, read_jsonl, read_widerface_bbx_gt
-from featherface.train.evaluate import GroundTruthImage, score_detections
 
 __all__ = ["DEV_PROTOCOL", "SIZE_SETTINGS", "make_dev_split", "load_dev_split", "score_on_dev", "main"]
 
@@ -144,7 +144,7 @@ def score_on_dev(detector: Any, parts: dict[str, list[tuple[FaceSample, np.ndarr
 
     The detector runs with the WIDER FACE protocol options (original size, score > 0.02, "+1" NMS).
     """
-    from featherface.train.widerface import PROTOCOL_OPTIONS, vars_of
+    from featherface.train.widerface_eval import PROTOCOL_OPTIONS, vars_of
 
     opts = vars_of(PROTOCOL_OPTIONS)
     preds: dict[str, dict[str, np.ndarray]] = {}

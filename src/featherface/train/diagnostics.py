@@ -1,10 +1,8 @@
-"""Checks of what a detector does, beyond its loss: face-probability spread on a real photo and
-false faces on blank frames.
+"""Checks of what a detector does, beyond its loss: the face-probability spread on a real photo.
 
 A falling loss can hide a classifier that outputs the same face probability at every anchor (under
-7:1 hard-negative mining a constant classifier still scores a plausible ``cls`` term), and a detector
-that was never shown a face-free image can put a confident box on a blank frame. Training logs and
-tests use these functions to catch both.
+7:1 hard-negative mining a constant classifier still scores a plausible ``cls`` term). Tests use these
+functions to catch it.
 """
 
 from __future__ import annotations
@@ -16,13 +14,14 @@ import torch
 from torch import nn
 
 from featherface.pipeline import face_probability, make_batch
+from featherface.train.augment import MEAN_BGR
 
-__all__ = ["ProbabilitySpread", "anchor_face_probabilities", "probability_spread", "blank_frame_max_score"]
+__all__ = ["ProbabilitySpread", "anchor_face_probabilities", "probability_spread"]
 
 
 @torch.no_grad()
 def anchor_face_probabilities(network: nn.Module, image_bgr: np.ndarray,
-                              mean_bgr: tuple[float, float, float] = (104.0, 117.0, 123.0)) -> torch.Tensor:
+                              mean_bgr: tuple[float, float, float] = MEAN_BGR) -> torch.Tensor:
     """Face probability of every anchor: ``float32 [N]`` for a ``uint8 [H, W, 3]`` BGR image at its size.
 
     The network runs in eval mode (its mode is restored) on the CPU copy of the input.
@@ -57,9 +56,3 @@ def probability_spread(probabilities: torch.Tensor) -> ProbabilitySpread:
     p = probabilities.double()
     return ProbabilitySpread(float(p.median()), float(torch.quantile(p, 0.999)), float(p.max()))
 
-
-def blank_frame_max_score(network: nn.Module, height: int, width: int, level: int,
-                          mean_bgr: tuple[float, float, float] = (104.0, 117.0, 123.0)) -> float:
-    """Highest anchor face probability on a uniform ``level`` (0..255) grey frame of ``height x width``."""
-    frame = np.full((height, width, 3), level, dtype=np.uint8)
-    return float(anchor_face_probabilities(network, frame, mean_bgr).max())

@@ -15,36 +15,20 @@ the real MultiBox loss (:mod:`featherface.train.loss`) plus
   teacher supplies landmarks for faces whose annotation has none).
 
 Both networks must see the same input, so their outputs refer to the same priors. Teacher tensors
-are detached. Also here: teacher pseudo-labels (landmarks for annotated boxes, full targets for
-unlabelled images) in the ``[M, 15]`` row format of :mod:`featherface.train.matcher`.
+are detached. (Teacher pseudo-labels are in :mod:`featherface.train.pseudo`.)
 """
 
 from __future__ import annotations
 
-import contextlib
-import logging
-from collections.abc import Iterator
 from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from featherface.config import PriorConfig
-from featherface.ops import box_iou
-from featherface.options import DetectorOptions
-from featherface.pipeline import RawDetections, decode
 from featherface.train.matcher import positive_mask
 
-__all__ = [
-    "DistillConfig",
-    "DistillationLoss",
-    "combined_loss",
-    "teacher_landmarks_for_boxes",
-    "teacher_pseudo_labels",
-]
-
-logger = logging.getLogger(__name__)
+__all__ = ["DistillConfig", "DistillationLoss", "combined_loss"]
 
 HeadOutputs = tuple[torch.Tensor, torch.Tensor, torch.Tensor]
 
@@ -149,152 +133,3 @@ def combined_loss(
     out.update({f"distill_{k}": v for k, v in distill.items()})
     out["total"] = cfg.task_weight * task["loss"] + distill["loss"]
     return out
-
-
-# --------------------------------------------------------------------------------------- pseudo-labels
-
-
-@contextlib.contextmanager
-def _eval_mode(model: nn.Module) -> Iterator[None]:
-    """Run ``model`` in eval mode (BatchNorm running statistics), restoring its mode afterwards."""
-    was_training = model.training
-    model.eval()
-    try:
-        yield
-    finally:
-        model.train(was_training)
-
-
-def _prior_cfg(model: nn.Module, prior_cfg: PriorConfig | None) -> PriorConfig:
-    if prior_cfg is not None:
-        return prior_cfg
-    config = getattr(model, "config", None)
-    return getattr(config, "priors", None) or PriorConfig()
-
-
-@torch.no_grad()
-def _detect(
-    teacher: nn.Module,
-    image: torch.Tensor,
-    options: DetectorOptions,
-    prior_cfg: PriorConfig | None,
-) -> RawDetections:
-    """Run ``teacher`` on ``image[1, 3, H, W]`` and post-process; detections in input pixels."""
-    if image.ndim != 4 or image.shape[0] != 1 or image.shape[1] != 3:
-        raise ValueError(f"expected one image [1, 3, H, W] (BGR minus mean), got {tuple(image.shape)}")
-    h, w = int(image.shape[2]), int(image.shape[3])
-    param = next(teacher.parameters(), None)
-    x = image.to(device=param.device, dtype=param.dtype) if param is not None else image
-    cfg = _prior_cfg(teacher, prior_cfg)
-    with _eval_mode(teacher):
-        loc, logits, ldm = teacher(x)
-    return decode((loc, logits, ldm), (h, w), cfg, options)[0]
-
-
-def _normalise_clipped(det: RawDetections, h: int, w: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Pixel detections -> ``(boxes[K, 4], landmarks[K, 10])`` normalised by ``(W, H)``, clamped to ``[0, 1]``."""
-    scale = torch.tensor([w, h], dtype=det.boxes.dtype, device=det.boxes.device)
-    boxes = (det.boxes.reshape(-1, 2, 2) / scale).clamp(0.0, 1.0).reshape(-1, 4)
-    ldm = (det.landmarks.reshape(-1, 5, 2) / scale).clamp(0.0, 1.0).reshape(-1, 10)
-    return boxes, ldm
-
-
-@torch.no_grad()
-def teacher_landmarks_for_boxes(
-    teacher: nn.Module,
-    image: torch.Tensor,
-    boxes: torch.Tensor,
-    *,
-    iou_threshold: float = 0.5,
-    score_threshold: float = 0.5,
-    nms_iou: float = 0.4,
-    prior_cfg: PriorConfig | None = None,
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Landmarks predicted by the teacher for annotated boxes that lack them.
-
-    Args:
-        teacher: network mapping ``x[1, 3, H, W]`` to raw ``(loc, logits, landmarks)``; run in eval
-            mode (its mode is restored).
-        image: ``[1, 3, H, W]`` BGR minus the mean, the input the boxes refer to.
-        boxes: ``[M, 4]`` GT boxes ``(x1, y1, x2, y2)`` normalised by ``(W, H)``.
-        iou_threshold: a GT takes the landmarks of its best-overlapping teacher detection only
-            when their IoU is >= this.
-        score_threshold: teacher detections kept before NMS have a face score above this.
-        nms_iou: NMS overlap of the teacher's post-processing.
-        prior_cfg: anchor layout (default: ``teacher.config.priors`` or :class:`PriorConfig`).
-
-    Returns:
-        ``(landmarks[M, 10], found[M] bool)`` on ``boxes``' device: landmarks ``(x0, y0, ..., x4, y4)``
-        normalised by ``(W, H)`` and clamped to ``[0, 1]``; rows with ``found`` False are zero. The
-        teacher's boxes are clipped to the image before the IoU (GT boxes are clipped to it too).
-    """
-    if boxes.ndim != 2 or boxes.shape[1] != 4:
-        raise ValueError(f"teacher_landmarks_for_boxes: boxes must be [M, 4], got {tuple(boxes.shape)}")
-    m = boxes.shape[0]
-    out_dtype = boxes.dtype if boxes.is_floating_point() else torch.float32
-    landmarks = torch.zeros(m, 10, dtype=out_dtype, device=boxes.device)
-    found = torch.zeros(m, dtype=torch.bool, device=boxes.device)
-    if m == 0:
-        return landmarks, found
-    h, w = int(image.shape[2]), int(image.shape[3])
-    det = _detect(
-        teacher,
-        image,
-        DetectorOptions(score_threshold=score_threshold, iou_threshold=nms_iou),
-        prior_cfg,
-    )
-    if det.boxes.shape[0] == 0:
-        return landmarks, found
-    det_boxes, det_ldm = _normalise_clipped(det, h, w)
-    iou = box_iou(boxes.to(det_boxes), det_boxes)  # [M, K]
-    best_iou, best = iou.max(dim=1)
-    ok = best_iou >= iou_threshold
-    found = ok.to(boxes.device)
-    landmarks = torch.where(ok[:, None], det_ldm[best], torch.zeros_like(det_ldm[best]))
-    logger.debug(
-        "teacher landmarks: %d of %d boxes matched (%d detections)", int(ok.sum()), m, len(det_boxes)
-    )
-    return landmarks.to(device=boxes.device, dtype=out_dtype), found
-
-
-@torch.no_grad()
-def teacher_pseudo_labels(
-    teacher: nn.Module,
-    image: torch.Tensor,
-    *,
-    score_threshold: float = 0.6,
-    nms_iou: float = 0.4,
-    min_size_px: float = 0.0,
-    prior_cfg: PriorConfig | None = None,
-) -> torch.Tensor:
-    """Training targets for an unlabelled image from the teacher's detections.
-
-    Args:
-        teacher: network mapping ``x[1, 3, H, W]`` to raw ``(loc, logits, landmarks)``; run in eval mode.
-        image: ``[1, 3, H, W]`` BGR minus the mean.
-        score_threshold: keep detections whose face score is above this.
-        nms_iou: NMS overlap.
-        min_size_px: drop detections whose clipped width or height is below this (input pixels).
-        prior_cfg: anchor layout (default: ``teacher.config.priors`` or :class:`PriorConfig`).
-
-    Returns:
-        ``float32 [K, 15]`` rows on ``image``' device, descending score: box ``(x1, y1, x2, y2)``
-        clipped to the image and normalised by ``(W, H)``, landmarks ``(x0, y0, ..., x4, y4)`` clamped
-        to ``[0, 1]``, label ``1.0``. Boxes of zero area after clipping are dropped.
-    """
-    h, w = int(image.shape[2]), int(image.shape[3])
-    det = _detect(
-        teacher,
-        image,
-        DetectorOptions(score_threshold=score_threshold, iou_threshold=nms_iou),
-        prior_cfg,
-    )
-    boxes, ldm = _normalise_clipped(det, h, w)
-    boxes, ldm = boxes.float(), ldm.float()
-    bw, bh = (boxes[:, 2] - boxes[:, 0]) * w, (boxes[:, 3] - boxes[:, 1]) * h
-    keep = (bw > 0) & (bh > 0) & (bw >= min_size_px) & (bh >= min_size_px)
-    boxes, ldm = boxes[keep], ldm[keep]
-    label = torch.ones(boxes.shape[0], 1, dtype=torch.float32, device=boxes.device)
-    rows = torch.cat([boxes, ldm, label], dim=1)
-    logger.debug("teacher pseudo-labels: %d faces (of %d detections)", rows.shape[0], det.boxes.shape[0])
-    return rows.to(image.device)

@@ -60,6 +60,7 @@ from featherface.train.config import TrainConfig
 from featherface.train.data import FaceDataset, FaceSample, detection_collate
 from featherface.train.distill import DistillationLoss, combined_loss
 from featherface.train.loss import MultiBoxLoss
+from featherface.train.progress import progress_bar
 from featherface.train.sampler import EpochBatchSampler
 
 logger = logging.getLogger(__name__)
@@ -366,7 +367,7 @@ class Trainer:
                     world, "nccl" if self.cuda else "gloo", cfg.batch_size, world, cfg.batch_size // world,
                     cfg.lr, cfg.sync_bn,
                 )
-        bar = _progress(self.total_steps, self.step, cfg.progress) if main else None
+        bar = progress_bar(self.total_steps, unit="step", enabled=cfg.progress and main, initial=self.step)
         window: list[dict[str, float]] = []
         t0 = time.perf_counter()
         seen = 0
@@ -412,7 +413,7 @@ class Trainer:
         return self.history
 
     def _validate(self, epoch: float) -> None:
-        from featherface.train.widerface import evaluate_detector_on_widerface
+        from featherface.train.widerface_eval import evaluate_detector_on_widerface
 
         model = self.eval_model()
         res = evaluate_detector_on_widerface(
@@ -451,16 +452,6 @@ def _same_state(a: nn.Module, b: nn.Module) -> bool:
     return sa.keys() == sb.keys() and all(
         sa[k].shape == sb[k].shape and torch.equal(sa[k].cpu(), sb[k].cpu()) for k in sa
     )
-
-
-def _progress(total: int, initial: int, enabled: bool) -> Any:
-    if not enabled:
-        return None
-    try:
-        from tqdm.auto import tqdm
-    except ImportError:  # pragma: no cover - tqdm comes with the train extra
-        return None
-    return tqdm(total=total, initial=initial, unit="step", dynamic_ncols=True, mininterval=2.0)
 
 
 def train(config: TrainConfig | str | os.PathLike, *, resume: str | os.PathLike | None = None) -> Trainer:

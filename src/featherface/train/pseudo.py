@@ -1,5 +1,6 @@
 """Teacher pseudo-labels written as JSON lines (:func:`featherface.train.data.read_jsonl` format).
 
+* :func:`teacher_landmarks_for_boxes`: the teacher's landmarks for given boxes of one network input;
 * :func:`label_landmarks`: annotated faces without landmarks (WIDER FACE train) get the landmarks
   of the best-overlapping teacher detection (IoU >= 0.5); the official boxes are kept as they are and
   faces the teacher does not find stay without landmarks (their landmark loss is masked).
@@ -11,10 +12,11 @@ Never run these on WIDER FACE val: it is the benchmark.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -23,17 +25,118 @@ import numpy as np
 import torch
 from torch import nn
 
-from featherface.pipeline import BatchSpec, make_batch
+from featherface.config import PriorConfig
+from featherface.ops import box_iou
+from featherface.options import DetectorOptions
+from featherface.pipeline import BatchSpec, RawDetections, decode, make_batch
+from featherface.train.augment import normalise_to_image
 from featherface.train.data import FaceSample, load_image_bgr, write_jsonl
-from featherface.train.distill import teacher_landmarks_for_boxes
+from featherface.train.progress import progress_bar
 
 if TYPE_CHECKING:
     from featherface.api import FaceDetector
     from featherface.types import Detection
 
-__all__ = ["TeacherLabelPolicy", "label_landmarks", "label_unlabelled", "teacher_labels"]
+__all__ = ["TeacherLabelPolicy", "label_landmarks", "label_unlabelled", "teacher_labels", "teacher_landmarks_for_boxes"]
 
 logger = logging.getLogger(__name__)
+
+
+@contextlib.contextmanager
+def _eval_mode(model: nn.Module) -> Iterator[None]:
+    """Run ``model`` in eval mode (BatchNorm running statistics), restoring its mode afterwards."""
+    was_training = model.training
+    model.eval()
+    try:
+        yield
+    finally:
+        model.train(was_training)
+
+
+def _prior_cfg(model: nn.Module, prior_cfg: PriorConfig | None) -> PriorConfig:
+    if prior_cfg is not None:
+        return prior_cfg
+    config = getattr(model, "config", None)
+    return getattr(config, "priors", None) or PriorConfig()
+
+
+@torch.no_grad()
+def _detect(
+    teacher: nn.Module,
+    image: torch.Tensor,
+    options: DetectorOptions,
+    prior_cfg: PriorConfig | None,
+) -> RawDetections:
+    """Run ``teacher`` on ``image[1, 3, H, W]`` and post-process; detections in input pixels."""
+    if image.ndim != 4 or image.shape[0] != 1 or image.shape[1] != 3:
+        raise ValueError(f"expected one image [1, 3, H, W] (BGR minus mean), got {tuple(image.shape)}")
+    h, w = int(image.shape[2]), int(image.shape[3])
+    param = next(teacher.parameters(), None)
+    x = image.to(device=param.device, dtype=param.dtype) if param is not None else image
+    cfg = _prior_cfg(teacher, prior_cfg)
+    with _eval_mode(teacher):
+        loc, logits, ldm = teacher(x)
+    return decode((loc, logits, ldm), (h, w), cfg, options)[0]
+
+
+@torch.no_grad()
+def teacher_landmarks_for_boxes(
+    teacher: nn.Module,
+    image: torch.Tensor,
+    boxes: torch.Tensor,
+    *,
+    iou_threshold: float = 0.5,
+    score_threshold: float = 0.5,
+    nms_iou: float = 0.4,
+    prior_cfg: PriorConfig | None = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Landmarks predicted by the teacher for annotated boxes that lack them.
+
+    Args:
+        teacher: network mapping ``x[1, 3, H, W]`` to raw ``(loc, logits, landmarks)``; run in eval
+            mode (its mode is restored).
+        image: ``[1, 3, H, W]`` BGR minus the mean, the input the boxes refer to.
+        boxes: ``[M, 4]`` GT boxes ``(x1, y1, x2, y2)`` normalised by ``(W, H)``.
+        iou_threshold: a GT takes the landmarks of its best-overlapping teacher detection only
+            when their IoU is >= this.
+        score_threshold: teacher detections kept before NMS have a face score above this.
+        nms_iou: NMS overlap of the teacher's post-processing.
+        prior_cfg: anchor layout (default: ``teacher.config.priors`` or :class:`PriorConfig`).
+
+    Returns:
+        ``(landmarks[M, 10], found[M] bool)`` on ``boxes``' device: landmarks ``(x0, y0, ..., x4, y4)``
+        normalised by ``(W, H)`` and clamped to ``[0, 1]``; rows with ``found`` False are zero. The
+        teacher's boxes are clipped to the image before the IoU (GT boxes are clipped to it too).
+    """
+    if boxes.ndim != 2 or boxes.shape[1] != 4:
+        raise ValueError(f"teacher_landmarks_for_boxes: boxes must be [M, 4], got {tuple(boxes.shape)}")
+    m = boxes.shape[0]
+    out_dtype = boxes.dtype if boxes.is_floating_point() else torch.float32
+    landmarks = torch.zeros(m, 10, dtype=out_dtype, device=boxes.device)
+    found = torch.zeros(m, dtype=torch.bool, device=boxes.device)
+    if m == 0:
+        return landmarks, found
+    h, w = int(image.shape[2]), int(image.shape[3])
+    det = _detect(
+        teacher,
+        image,
+        DetectorOptions(score_threshold=score_threshold, iou_threshold=nms_iou),
+        prior_cfg,
+    )
+    if det.boxes.shape[0] == 0:
+        return landmarks, found
+    det_boxes = normalise_to_image(det.boxes, w, h)  # [K, 4], clipped to the image
+    det_ldm = normalise_to_image(det.landmarks.reshape(-1, 10), w, h)  # [K, 10]
+    iou = box_iou(boxes.to(det_boxes), det_boxes)  # [M, K]
+    best_iou, best = iou.max(dim=1)
+    ok = best_iou >= iou_threshold
+    found = ok.to(boxes.device)
+    landmarks = torch.where(ok[:, None], det_ldm[best], torch.zeros_like(det_ldm[best]))
+    logger.debug(
+        "teacher landmarks: %d of %d boxes matched (%d detections)", int(ok.sum()), m, len(det_boxes)
+    )
+    return landmarks.to(device=boxes.device, dtype=out_dtype), found
+
 
 
 def _to_input(image_bgr: np.ndarray, mean_bgr: Sequence[float], device: torch.device) -> torch.Tensor:
@@ -76,8 +179,8 @@ def label_landmarks(
     mean = teacher.config.mean_bgr  # type: ignore[attr-defined]
     out: list[FaceSample] = []
     stats = {"images": 0, "faces": 0, "found": 0}
-    it = _progress(samples, progress)
-    for s in it:
+    bar = progress_bar(len(samples), unit="img", enabled=progress)
+    for s in samples:
         _check_not_val(Path(s.image_path))
         img, h, w = _load_for_teacher(Path(s.image_path), max_side)
         need = ~s.has_landmarks
@@ -95,6 +198,10 @@ def label_landmarks(
         stats["faces"] += int(need.sum())
         stats["images"] += 1
         out.append(FaceSample(Path(s.image_path), s.boxes, landmarks, has))
+        if bar is not None:
+            bar.update(1)
+    if bar is not None:
+        bar.close()
     write_jsonl(out, out_jsonl, images_root)
     logger.info("teacher landmarks for %d of %d faces in %d images", stats["found"], stats["faces"], stats["images"])
     return stats
@@ -212,8 +319,11 @@ def label_unlabelled(
         with out.open(encoding="utf-8") as handle:
             done = {json.loads(line)["image"] for line in handle if line.strip()}
     stats = {"images": 0, "faces": 0, "ignore": 0, "unreadable": 0, "skipped_done": 0}
+    bar = progress_bar(len(image_paths), unit="img", enabled=progress)
     with out.open("a", encoding="utf-8") as handle:
-        for p in _progress(image_paths, progress):
+        for p in image_paths:
+            if bar is not None:
+                bar.update(1)
             path = Path(p)
             _check_not_val(path)
             rel = path.relative_to(root).as_posix()
@@ -239,15 +349,7 @@ def label_unlabelled(
             stats["images"] += 1
             stats["faces"] += len(boxes)
             stats["ignore"] += len(ignore)
+    if bar is not None:
+        bar.close()
     return stats
 
-
-def _progress(items: Sequence, enabled: bool):  # type: ignore[no-untyped-def]
-    if not enabled:
-        return items
-    try:
-        from tqdm.auto import tqdm
-
-        return tqdm(items, unit="img", dynamic_ncols=True, mininterval=2.0)
-    except ImportError:  # pragma: no cover
-        return items

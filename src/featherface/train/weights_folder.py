@@ -1,4 +1,4 @@
-"""Trained checkpoint -> a Hub-ready folder: ``config.json`` + ``model.safetensors`` + ``README.md``.
+"""Trained network or checkpoint -> a Hub-ready weights folder: ``config.json`` + ``model.safetensors`` + ``README.md``.
 
 The folder is what a Hugging Face model repo holds and what ``load_model(weights=FOLDER)`` and the
 package's ``featherface/weights/<name>/`` copy contain. The model card states data, recipe,
@@ -7,23 +7,21 @@ measured metrics with their protocol, hardware, and the licence note for WIDER F
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import torch
 from torch import nn
 
 from featherface import __version__
 from featherface.config import ModelConfig
-from featherface.hub import save_weights_folder, strip_module_prefix
+from featherface.hub import save_weights_folder
 from featherface.models import count_parameters, thop_equivalent_parameters
-from featherface.registry import build_model
+from featherface.train.checkpoint import load_checkpoint_model
 
-__all__ = ["WIDER_NOTE", "ModelCard", "export_model", "load_checkpoint_model", "export_checkpoint"]
+__all__ = ["WIDER_NOTE", "ModelCard", "export_model", "export_checkpoint"]
 
 WIDER_NOTE = (
     "Trained on WIDER FACE train images. WIDER FACE is provided for non-commercial research purposes "
@@ -135,23 +133,10 @@ def export_model(
     return sha
 
 
-def load_checkpoint_model(checkpoint: str | os.PathLike, *, use_ema: bool = True) -> tuple[nn.Module, ModelConfig, dict[str, Any]]:
-    """Network (EMA weights when present and ``use_ema``) and config from a training checkpoint
-    (:mod:`featherface.train.checkpoint`)."""
-    state = torch.load(checkpoint, map_location="cpu", weights_only=True)
-    config = ModelConfig.from_dict(json.loads(state["model_config"]))
-    model = build_model(config)
-    weights = state["model"]
-    if use_ema and state.get("ema") is not None:
-        # AveragedModel's state: the network under ``module.``, plus its ``n_averaged`` counter
-        weights = strip_module_prefix({k: v for k, v in state["ema"].items() if k.startswith("module.")})
-    model.load_state_dict(weights, strict=True)
-    return model.eval(), config, json.loads(state["config"])
-
-
 def export_checkpoint(
     checkpoint: str | os.PathLike, out_dir: str | os.PathLike, card: ModelCard | None = None, *, use_ema: bool = True
 ) -> str:
-    """Checkpoint -> Hub-ready folder; returns the weights' sha256."""
+    """Checkpoint -> Hub-ready folder; returns the weights' sha256 (EMA weights when present and
+    ``use_ema``; the checkpoint is read by :func:`featherface.train.checkpoint.load_checkpoint_model`)."""
     model, config, _ = load_checkpoint_model(checkpoint, use_ema=use_ema)
     return export_model(model, config, out_dir, card)

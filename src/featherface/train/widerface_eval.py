@@ -1,4 +1,5 @@
-"""Run a detector over WIDER FACE val and score it with the official protocol.
+"""Run a detector over WIDER FACE val and score it with the official protocol (the scorer itself is
+:mod:`featherface.train.ap`).
 
 Protocol, that of the authors' ``test_widerface.py`` (RetinaFace PyTorch implementation, github
 biubug6/Pytorch_Retinaface, and the FeatherFace repository): every image at its original size, BGR minus
@@ -31,7 +32,8 @@ from torch import nn
 from featherface.api import FaceDetector
 from featherface.config import ModelConfig
 from featherface.options import DetectorOptions
-from featherface.train.evaluate import evaluate_widerface, plot_pr_curves, write_predictions
+from featherface.train.ap import evaluate_widerface, plot_pr_curves, write_predictions
+from featherface.train.progress import progress_bar
 
 __all__ = [
     "PROTOCOL",
@@ -94,14 +96,7 @@ def predict_widerface(
     """
     opts = PROTOCOL_OPTIONS.updated(max_size=max_size)
     out = Path(out_dir)
-    bar = None
-    if progress:
-        try:
-            from tqdm.auto import tqdm
-
-            bar = tqdm(total=len(files), unit="img", dynamic_ncols=True, mininterval=2.0)
-        except ImportError:  # pragma: no cover
-            bar = None
+    bar = progress_bar(len(files), unit="img", enabled=progress)
     t0 = time.perf_counter()
     n_boxes = 0
     for path in files:
