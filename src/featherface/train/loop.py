@@ -34,13 +34,14 @@ import os
 import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import numpy as np
 import torch
 from torch import nn
 from torch.utils.data import DataLoader
 
+from featherface.config import ModelConfig
 from featherface.models import count_parameters
 from featherface.models.layers import DetectionHeads
 from featherface.priors import generate_priors
@@ -62,6 +63,9 @@ from featherface.train.distill import DistillationLoss, combined_loss
 from featherface.train.loss import MultiBoxLoss
 from featherface.train.progress import progress_bar
 from featherface.train.sampler import EpochBatchSampler
+
+if TYPE_CHECKING:
+    from featherface.train.teacher import OnnxRuntimeTeacher
 
 logger = logging.getLogger(__name__)
 
@@ -113,91 +117,43 @@ class _GlobalBatch:
 
 
 class Trainer:
-    """Runs a :class:`TrainConfig`. ``fit()`` trains (resuming from ``resume=`` if given)."""
+    """Runs a :class:`TrainConfig`. ``fit()`` trains (resuming from ``resume=`` if given).
+
+    ``__init__`` composes the module's ``build_*`` / ``select_*`` functions in a fixed order: the
+    student is built right after ``torch.manual_seed(cfg.seed)`` and everything that draws from the
+    torch RNG afterwards (the teacher's construction, the probe of
+    :func:`~featherface.train.distributed.has_unused_parameters`) runs in the same order on every
+    run, so a config trains reproducibly and a resumed run restores the RNG state last.
+    """
 
     def __init__(self, cfg: TrainConfig, *, resume: str | os.PathLike | None = None) -> None:
         self.cfg = cfg
         if cfg.threads:
             torch.set_num_threads(cfg.threads)
-        self.device = torch.device(cfg.device or ("cuda" if torch.cuda.is_available() else "cpu"))
-        rank, world, local_rank = ddp_utils.env_world()
-        if world > 1 and self.device.type == "cuda":
-            self.device = torch.device("cuda", local_rank)  # one GPU per process
-        self.dist = ddp_utils.setup(self.device)
-        if self.dist.distributed and cfg.batch_size % self.dist.world_size:
-            raise ValueError(f"batch_size {cfg.batch_size} (the global batch) is not divisible by the "
-                             f"{self.dist.world_size} processes of this run")
+        self.device = select_device(cfg)
+        self.dist = join_process_group(cfg, self.device)
         self.cuda = self.device.type == "cuda"
         self.out_dir = Path(cfg.out_dir)
         self.model_config = cfg.model_config()
-        torch.manual_seed(cfg.seed)
-        self.model = build_model(self.model_config)
-        if cfg.backbone_weights:
-            load_backbone_weights(self.model, cfg.backbone_weights)
-        if cfg.init_weights:  # fine-tune / continue from a weights folder of the same model config
-            load_init_weights(self.model, cfg.init_weights, self.model_config)
-        self.teacher = load_teacher(cfg.teacher, self.device) if cfg.teacher else None
-        if cfg.backbone_from_teacher and not cfg.init_weights:
-            assert self.teacher is not None  # TrainConfig checks it
-            self.model.backbone.load_state_dict(self.teacher.backbone.state_dict(), strict=True)  # type: ignore[union-attr]
-        if cfg.cls_prior is not None and not cfg.init_weights:
-            for m in self.model.modules():
-                if isinstance(m, DetectionHeads):
-                    m.init_class_prior(cfg.cls_prior)
-        if cfg.freeze_backbone:
-            for prm in self.model.backbone.parameters():  # type: ignore[union-attr]
-                prm.requires_grad_(False)
+        self.model = build_student(cfg, self.model_config)
+        self.teacher = build_teacher(cfg, self.device)
+        initialise_student(self.model, cfg, self.teacher)
         # a frozen student backbone equal to the teacher's is run once for both networks
-        self.shared_backbone = bool(
-            cfg.freeze_backbone and self.teacher is not None and _same_state(self.model.backbone, self.teacher.backbone)  # type: ignore[union-attr]
-        )
-        self.ort_teacher = None
-        if self.teacher is not None and cfg.teacher_runtime == "onnxruntime":
-            from featherface.train.teacher import OnnxRuntimeTeacher
-
-            self.ort_teacher = OnnxRuntimeTeacher(self.teacher, num_threads=cfg.threads)
+        self.shared_backbone = shares_backbone(cfg, self.model, self.teacher)
+        self.ort_teacher = build_ort_teacher(cfg, self.teacher)
         find_unused = self.dist.distributed and ddp_utils.has_unused_parameters(self.model)
-        if self.dist.distributed and cfg.sync_bn:
-            self.model = ddp_utils.convert_sync_batchnorm(self.model, cuda=self.device.type == "cuda")
-        self.model.to(self.device)
-        self.channels_last = (cfg.channels_last and self.cuda) or (cfg.cpu_channels_last and not self.cuda)
-        if self.channels_last:
-            self.model = self.model.to(memory_format=torch.channels_last)
-        self.criterion = MultiBoxLoss(self.model_config.priors, cfg.neg_pos_ratio, weights=cfg.loss_weights,
-                                      min_negatives=cfg.min_negatives)
+        self.channels_last = select_channels_last(cfg, self.cuda)
+        self.model = place_model(self.model, cfg, self.device, self.dist, channels_last=self.channels_last)
+        self.criterion = build_criterion(cfg, self.model_config)
         self.distill = DistillationLoss(cfg.distill) if self.teacher is not None else None
-        self.optimizer = torch.optim.AdamW([p for p in self.model.parameters() if p.requires_grad],
-                                           lr=cfg.lr, weight_decay=cfg.weight_decay)
-        self.samples: list[FaceSample] = [s for src in cfg.train_data for s in src.load()]
-        if not self.samples:
-            raise ValueError("TrainConfig.train_data gives no training images")
-        self.dataset = FaceDataset(
-            self.samples,
-            TrainTransform(image_size=cfg.image_size, mean_bgr=self.model_config.mean_bgr,
-                           negative_frames=cfg.negative_frames, background_crops=cfg.background_crops,
-                           whole_images=cfg.whole_images,
-                           **({"crop_scales": cfg.crop_scales} if cfg.crop_scales else {})),
-            seed=cfg.seed,
-        )
-        self.steps_per_epoch = len(self.samples) // cfg.batch_size
-        if self.steps_per_epoch == 0:
-            raise ValueError(f"{len(self.samples)} images are fewer than one batch of {cfg.batch_size}")
+        self.optimizer = build_optimizer(cfg, self.model)
+        self.samples, self.dataset = build_data(cfg, self.model_config)
+        self.steps_per_epoch = count_steps_per_epoch(cfg, len(self.samples))
         self.total_steps = cfg.max_steps or cfg.epochs * self.steps_per_epoch
-        self.scheduler = torch.optim.lr_scheduler.OneCycleLR(
-            self.optimizer, max_lr=cfg.lr, total_steps=self.total_steps, pct_start=cfg.pct_start,
-            div_factor=cfg.div_factor, final_div_factor=cfg.final_div_factor,
-        )
-        self.amp_dtype: torch.dtype | None = None
-        if self.cuda and cfg.amp:
-            self.amp_dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-        elif not self.cuda and cfg.cpu_bf16:
-            self.amp_dtype = torch.bfloat16
+        self.scheduler = build_scheduler(cfg, self.optimizer, self.total_steps)
+        self.amp_dtype = select_amp_dtype(cfg, self.cuda)
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp_dtype == torch.float16)
-        self.ema: torch.optim.swa_utils.AveragedModel | None = None
-        if cfg.ema_decay:
-            self.ema = torch.optim.swa_utils.AveragedModel(
-                self.model, multi_avg_fn=torch.optim.swa_utils.get_ema_multi_avg_fn(cfg.ema_decay), use_buffers=True
-            )
+        self.ema = build_ema(cfg, self.model)
         self.step = 0
         self.history: list[dict[str, float]] = []
         self.priors = self.priors_for(cfg.image_size)
@@ -208,14 +164,8 @@ class Trainer:
         # the module the training forward runs through: DDP over ``self.model`` in a distributed run
         # (``self.model`` stays the unwrapped network: checkpoints, EMA, export and evaluation use it)
         # (with a shared backbone it maps backbone features to outputs: ``_HeadOnly``)
-        self.net: nn.Module = _HeadOnly(self.model) if self.shared_backbone else self.model
-        if self.dist.distributed:
-            from torch.nn.parallel import DistributedDataParallel
-
-            self.net = DistributedDataParallel(
-                self.net, device_ids=[self.device.index] if self.cuda else None,
-                find_unused_parameters=find_unused,
-            )
+        self.net = build_training_net(self.model, self.dist, self.device, shared_backbone=self.shared_backbone,
+                                      find_unused_parameters=find_unused)
 
     def priors_for(self, size: int) -> torch.Tensor:
         """Priors ``[N, 4]`` of a square network input of ``size`` pixels (cached by the priors module)."""
@@ -425,6 +375,181 @@ class Trainer:
         self._log(rec)
 
 
+# -- the parts of a run (composed by Trainer.__init__, in this order) -------------------------------
+
+
+def select_device(cfg: TrainConfig) -> torch.device:
+    """``cfg.device``, else CUDA when available, else the CPU; under torchrun a CUDA run takes the GPU
+    of its ``LOCAL_RANK`` (one GPU per process)."""
+    device = torch.device(cfg.device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    _, world, local_rank = ddp_utils.env_world()
+    if world > 1 and device.type == "cuda":
+        device = torch.device("cuda", local_rank)
+    return device
+
+
+def join_process_group(cfg: TrainConfig, device: torch.device) -> ddp_utils.DistContext:
+    """The run's process-group context (:func:`featherface.train.distributed.setup`); a data-parallel
+    run checks that the global ``batch_size`` splits evenly over its processes."""
+    ctx = ddp_utils.setup(device)
+    if ctx.distributed and cfg.batch_size % ctx.world_size:
+        raise ValueError(f"batch_size {cfg.batch_size} (the global batch) is not divisible by the "
+                         f"{ctx.world_size} processes of this run")
+    return ctx
+
+
+def build_student(cfg: TrainConfig, model_config: ModelConfig) -> nn.Module:
+    """The network to train, on the CPU: built right after ``torch.manual_seed(cfg.seed)`` (so its
+    initial weights depend on the seed alone), then the ImageNet backbone (``backbone_weights``) and a
+    weights folder to start from (``init_weights``) loaded into it when given."""
+    torch.manual_seed(cfg.seed)
+    model = build_model(model_config)
+    if cfg.backbone_weights:
+        load_backbone_weights(model, cfg.backbone_weights)
+    if cfg.init_weights:  # fine-tune / continue from a weights folder of the same model config
+        load_init_weights(model, cfg.init_weights, model_config)
+    return model
+
+
+def build_teacher(cfg: TrainConfig, device: torch.device) -> nn.Module | None:
+    """The frozen distillation teacher on ``device`` (eval mode, no gradients), or ``None`` without
+    ``cfg.teacher``."""
+    return load_teacher(cfg.teacher, device) if cfg.teacher else None
+
+
+def initialise_student(model: nn.Module, cfg: TrainConfig, teacher: nn.Module | None) -> None:
+    """In place: the teacher's backbone copied into the student (``backbone_from_teacher``) and the
+    class biases set to the face prior (``cls_prior``), both only when the run does not start from
+    ``init_weights``; then the backbone frozen (``freeze_backbone``)."""
+    if cfg.backbone_from_teacher and not cfg.init_weights:
+        assert teacher is not None  # TrainConfig checks it
+        model.backbone.load_state_dict(teacher.backbone.state_dict(), strict=True)  # type: ignore[union-attr]
+    if cfg.cls_prior is not None and not cfg.init_weights:
+        for m in model.modules():
+            if isinstance(m, DetectionHeads):
+                m.init_class_prior(cfg.cls_prior)
+    if cfg.freeze_backbone:
+        for prm in model.backbone.parameters():  # type: ignore[union-attr]
+            prm.requires_grad_(False)
+
+
+def shares_backbone(cfg: TrainConfig, model: nn.Module, teacher: nn.Module | None) -> bool:
+    """Whether the student's backbone is frozen and equal to the teacher's, so that one backbone pass
+    serves both networks (:meth:`Trainer.teacher_pass`)."""
+    return bool(
+        cfg.freeze_backbone and teacher is not None and _same_state(model.backbone, teacher.backbone)  # type: ignore[arg-type]
+    )
+
+
+def build_ort_teacher(cfg: TrainConfig, teacher: nn.Module | None) -> OnnxRuntimeTeacher | None:
+    """The teacher as an ONNX Runtime graph (``teacher_runtime: onnxruntime``), else ``None``."""
+    if teacher is None or cfg.teacher_runtime != "onnxruntime":
+        return None
+    from featherface.train.teacher import OnnxRuntimeTeacher
+
+    return OnnxRuntimeTeacher(teacher, num_threads=cfg.threads)
+
+
+def select_channels_last(cfg: TrainConfig, cuda: bool) -> bool:
+    """Whether the network and its inputs use the channels-last memory format (``channels_last`` on
+    CUDA, ``cpu_channels_last`` on the CPU)."""
+    return (cfg.channels_last and cuda) or (cfg.cpu_channels_last and not cuda)
+
+
+def place_model(model: nn.Module, cfg: TrainConfig, device: torch.device, dist: ddp_utils.DistContext, *,
+                channels_last: bool) -> nn.Module:
+    """``model`` with synchronised BatchNorm (a data-parallel run with ``sync_bn``), moved to ``device``,
+    in the channels-last format when ``channels_last``."""
+    if dist.distributed and cfg.sync_bn:
+        model = ddp_utils.convert_sync_batchnorm(model, cuda=device.type == "cuda")
+    model.to(device)
+    if channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    return model
+
+
+def build_criterion(cfg: TrainConfig, model_config: ModelConfig) -> MultiBoxLoss:
+    """The MultiBox task loss of the model's anchors with the run's mining and term weights."""
+    return MultiBoxLoss(model_config.priors, cfg.neg_pos_ratio, weights=cfg.loss_weights,
+                        min_negatives=cfg.min_negatives)
+
+
+def build_optimizer(cfg: TrainConfig, model: nn.Module) -> torch.optim.AdamW:
+    """AdamW over the trainable parameters (frozen ones left out), at ``cfg.lr`` and ``cfg.weight_decay``."""
+    return torch.optim.AdamW([p for p in model.parameters() if p.requires_grad],
+                             lr=cfg.lr, weight_decay=cfg.weight_decay)
+
+
+def build_data(cfg: TrainConfig, model_config: ModelConfig) -> tuple[list[FaceSample], FaceDataset]:
+    """The training samples of every ``cfg.train_data`` source and the dataset that augments them
+    (:class:`TrainTransform` with the model's ``mean_bgr``; item ``i`` of epoch ``e`` drawn from
+    ``(cfg.seed, e, i)``): items ``(image[3, S, S] float32, targets[M, 15])``."""
+    samples: list[FaceSample] = [s for src in cfg.train_data for s in src.load()]
+    if not samples:
+        raise ValueError("TrainConfig.train_data gives no training images")
+    dataset = FaceDataset(
+        samples,
+        TrainTransform(image_size=cfg.image_size, mean_bgr=model_config.mean_bgr,
+                       negative_frames=cfg.negative_frames, background_crops=cfg.background_crops,
+                       whole_images=cfg.whole_images,
+                       **({"crop_scales": cfg.crop_scales} if cfg.crop_scales else {})),
+        seed=cfg.seed,
+    )
+    return samples, dataset
+
+
+def count_steps_per_epoch(cfg: TrainConfig, num_samples: int) -> int:
+    """Full global batches in one pass over ``num_samples`` images (the last partial batch is dropped)."""
+    steps = num_samples // cfg.batch_size
+    if steps == 0:
+        raise ValueError(f"{num_samples} images are fewer than one batch of {cfg.batch_size}")
+    return steps
+
+
+def build_scheduler(cfg: TrainConfig, optimizer: torch.optim.Optimizer,
+                    total_steps: int) -> torch.optim.lr_scheduler.OneCycleLR:
+    """The one-cycle LR schedule over ``total_steps`` (stepped once per training step)."""
+    return torch.optim.lr_scheduler.OneCycleLR(
+        optimizer, max_lr=cfg.lr, total_steps=total_steps, pct_start=cfg.pct_start,
+        div_factor=cfg.div_factor, final_div_factor=cfg.final_div_factor,
+    )
+
+
+def select_amp_dtype(cfg: TrainConfig, cuda: bool) -> torch.dtype | None:
+    """The autocast dtype: bfloat16 (float16 where the GPU lacks it) with ``amp`` on CUDA, bfloat16
+    with ``cpu_bf16`` on the CPU, else ``None`` (float32)."""
+    if cuda and cfg.amp:
+        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    if not cuda and cfg.cpu_bf16:
+        return torch.bfloat16
+    return None
+
+
+def build_ema(cfg: TrainConfig, model: nn.Module) -> torch.optim.swa_utils.AveragedModel | None:
+    """The exponential moving average of ``model``'s weights and buffers (``ema_decay``), or ``None``."""
+    if not cfg.ema_decay:
+        return None
+    return torch.optim.swa_utils.AveragedModel(
+        model, multi_avg_fn=torch.optim.swa_utils.get_ema_multi_avg_fn(cfg.ema_decay), use_buffers=True
+    )
+
+
+def build_training_net(model: nn.Module, dist: ddp_utils.DistContext, device: torch.device, *,
+                       shared_backbone: bool, find_unused_parameters: bool) -> nn.Module:
+    """The module the training forward runs through: ``model``, or its head alone (:class:`_HeadOnly`)
+    when the backbone is shared with the teacher; wrapped in ``DistributedDataParallel`` in a
+    data-parallel run."""
+    net: nn.Module = _HeadOnly(model) if shared_backbone else model
+    if dist.distributed:
+        from torch.nn.parallel import DistributedDataParallel
+
+        net = DistributedDataParallel(
+            net, device_ids=[device.index] if device.type == "cuda" else None,
+            find_unused_parameters=find_unused_parameters,
+        )
+    return net
+
+
 def _single_threaded_worker(_worker_id: int) -> None:
     """Data-loader workers decode and augment one image at a time: one torch and one OpenCV thread,
     so that they do not compete with the training step's own threads for the cores."""
@@ -465,4 +590,25 @@ def train(config: TrainConfig | str | os.PathLike, *, resume: str | os.PathLike 
     return trainer
 
 
-__all__ = ["LossNormalizers", "Trainer", "train"]
+__all__ = [
+    "LossNormalizers",
+    "Trainer",
+    "build_criterion",
+    "build_data",
+    "build_ema",
+    "build_optimizer",
+    "build_ort_teacher",
+    "build_scheduler",
+    "build_student",
+    "build_teacher",
+    "build_training_net",
+    "count_steps_per_epoch",
+    "initialise_student",
+    "join_process_group",
+    "place_model",
+    "select_amp_dtype",
+    "select_channels_last",
+    "select_device",
+    "shares_backbone",
+    "train",
+]
