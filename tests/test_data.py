@@ -38,7 +38,7 @@ def write(path: Path, text: str) -> Path:
 
 def test_face_sample_validates_and_freezes() -> None:
     sample = FaceSample("a.jpg", [[0, 0, 10, 10]], np.ones((1, 5, 2)), [False])
-    assert isinstance(sample.image_path, Path)
+    assert sample.image_path == Path("a.jpg")
     assert sample.boxes.dtype == np.float32 and sample.landmarks.dtype == np.float32
     assert sample.has_landmarks.dtype == bool
     assert not sample.landmarks.any()  # absent landmarks are stored as zeros

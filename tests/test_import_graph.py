@@ -401,5 +401,5 @@ def test_top_level_names_are_listed_once_and_resolve() -> None:
     assert set(featherface.__all__) == {"__version__", *featherface._LAZY}
     assert set(featherface.errors.__all__) <= set(featherface.__all__)
     for name in featherface.__all__:
-        assert getattr(featherface, name) is not None
+        assert getattr(featherface, name) is getattr(__import__(featherface._LAZY.get(name, "featherface"), fromlist=[name]), name)
     assert featherface.WeightsError is featherface.hub.WeightsError is featherface.errors.WeightsError

@@ -223,7 +223,12 @@ def test_overfitting_four_images_reaches_high_recall(shared: Path, small_labels:
     print(f"overfit: {faces} faces, recall {recall:.2f}, {n_dets} detections after {step} steps")
     assert recall >= 0.9, f"recall {recall:.2f} after {step} steps"
     assert n_dets <= 2 * faces, f"{n_dets} detections for {faces} faces"
-    assert isinstance(FaceDetector(model, cfg, device="cpu").detect(np.zeros((64, 64, 3), np.uint8)), list)
+    det = FaceDetector(model, cfg, device="cpu")  # the trained network behind the public API
+    assert det.network is model
+    anywhere = det.detect(np.zeros((64, 64, 3), np.uint8), score_threshold=0.0)  # every box NMS keeps
+    scores = [d.score for d in anywhere]
+    assert anywhere and scores == sorted(scores, reverse=True) and 0.0 <= scores[-1] <= scores[0] <= 1.0
+    assert all(0.0 <= d.box[0] <= d.box[2] <= 64.0 and 0.0 <= d.box[1] <= d.box[3] <= 64.0 for d in anywhere)
 
 
 def test_pseudo_label_landmarks_and_val_refusal(shared: Path, small_labels: Path, tmp_path: Path) -> None:
