@@ -18,6 +18,7 @@ from featherface.train.augment import (
     EvalTransform,
     TrainTransform,
     mirror,
+    normalise_to_image,
     pad_to_square,
     photometric_distort,
     random_crop,
@@ -484,3 +485,28 @@ def test_invalid_inputs_are_rejected() -> None:
         TrainTransform(crop_scales=(0.0, 1.0))
     with pytest.raises(ValueError, match="image_size"):
         EvalTransform(image_size=0)
+
+
+def test_normalise_to_image_divides_by_the_size_and_clips() -> None:
+    """One implementation for boxes and landmarks, NumPy arrays and torch tensors."""
+    import torch
+
+    boxes = np.array([[-10.0, 5.0, 50.0, 120.0], [4.0, 10.0, 20.0, 30.0]], np.float32)
+    expected = np.array([[0.0, 5 / 100, 1.0, 1.0], [4 / 40, 10 / 100, 20 / 40, 30 / 100]], np.float32)
+    np.testing.assert_array_equal(normalise_to_image(boxes, 40, 100), expected)
+    assert torch.equal(normalise_to_image(torch.from_numpy(boxes), 40, 100), torch.from_numpy(expected))
+    landmarks = np.array([[[20.0, 50.0], [-1.0, 101.0], [40.0, 100.0], [0.0, 0.0], [10.0, 25.0]]], np.float32)
+    got = normalise_to_image(landmarks, 40, 100)
+    assert got.shape == (1, 5, 2)
+    np.testing.assert_array_equal(got[0], np.float32([[0.5, 0.5], [0.0, 1.0], [1.0, 1.0], [0.0, 0.0], [0.25, 0.25]]))
+    np.testing.assert_array_equal(normalise_to_image(landmarks.reshape(1, 10), 40, 100), got.reshape(1, 10))
+    assert normalise_to_image(np.zeros((0, 4), np.float32), 40, 100).shape == (0, 4)
+
+
+def test_progress_bar_is_off_when_disabled() -> None:
+    from featherface.train.progress import progress_bar
+
+    assert progress_bar(10, unit="img", enabled=False) is None
+    bar = progress_bar(10, unit="step", initial=3, enabled=True)
+    assert (bar.total, bar.n, bar.unit) == (10, 3, "step")
+    bar.close()

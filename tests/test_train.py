@@ -141,6 +141,65 @@ def test_ema_and_export_round_trip(shared: Path, small_labels: Path, tmp_path: P
     assert sha == sha256_file(tmp_path / "export" / "model.safetensors")
 
 
+def test_train_command_exports_what_export_checkpoint_exports(shared: Path, small_labels: Path, tmp_path: Path,
+                                                             capsys: pytest.CaptureFixture[str]) -> None:
+    """``featherface train CONFIG --export DIR`` (through :func:`featherface.train.loop.train`) writes the
+    EMA weights that ``featherface export-checkpoint`` writes from its ``last.pt``; a checkpoint of
+    another version is refused by both readers."""
+    from featherface import cli
+    from featherface.hub import sha256_file
+
+    cfg = _config(shared, small_labels, tmp_path / "run", max_steps=2, ema_decay=0.9)
+    (tmp_path / "c.json").write_text(json.dumps(cfg.to_dict()))
+    assert cli.main(["train", str(tmp_path / "c.json"), "--export", str(tmp_path / "a")]) == 0
+    assert cli.main(["export-checkpoint", str(tmp_path / "run" / "last.pt"), str(tmp_path / "b")]) == 0
+    out = capsys.readouterr().out
+    sha = sha256_file(tmp_path / "a" / "model.safetensors")
+    assert sha == sha256_file(tmp_path / "b" / "model.safetensors") and out.count(sha) == 2
+    assert "finished at step 2" in out
+    state = torch.load(tmp_path / "run" / "last.pt", weights_only=True)
+    torch.save({**state, "version": 99}, tmp_path / "v99.pt")
+    with pytest.raises(ValueError, match="unsupported checkpoint version 99"):
+        load_checkpoint_model(tmp_path / "v99.pt")
+    with pytest.raises(ValueError, match="unsupported checkpoint version 99"):
+        export_checkpoint(tmp_path / "v99.pt", tmp_path / "c")
+
+
+def test_trainer_parts() -> None:
+    """The small ``build_*`` / ``select_*`` functions ``Trainer.__init__`` is made of, on their own."""
+    from featherface.registry import build_model as build_network
+    from featherface.train.loop import (
+        build_ema,
+        build_optimizer,
+        build_scheduler,
+        count_steps_per_epoch,
+        initialise_student,
+        select_amp_dtype,
+        select_channels_last,
+    )
+
+    cfg = TrainConfig(model="v2_ultra", train_data=(), batch_size=4, max_steps=10, freeze_backbone=True,
+                      cls_prior=0.01, ema_decay=0.5, cpu_bf16=True, cpu_channels_last=False)
+    assert count_steps_per_epoch(cfg, 9) == 2
+    with pytest.raises(ValueError, match="fewer than one batch"):
+        count_steps_per_epoch(cfg, 3)
+    assert select_amp_dtype(cfg, cuda=False) == torch.bfloat16 and select_channels_last(cfg, cuda=False) is False
+    net = build_network(cfg.model_config())
+    initialise_student(net, cfg, teacher=None)
+    assert not any(p.requires_grad for p in net.backbone.parameters())  # frozen
+    heads = [m for m in net.modules() if hasattr(m, "init_class_prior")]
+    assert heads and all(torch.allclose(torch.sigmoid(m.cls.bias.view(m.anchors, 2).diff(dim=1)), torch.tensor(0.01))
+                         for m in heads)  # softmax face probability 0.01 at every anchor
+    opt = build_optimizer(cfg, net)
+    trainable = [p for p in net.parameters() if p.requires_grad]
+    assert [id(p) for p in opt.param_groups[0]["params"]] == [id(p) for p in trainable]
+    sched = build_scheduler(cfg, opt, 10)
+    assert sched.total_steps == 10 and opt.param_groups[0]["lr"] == pytest.approx(cfg.lr / cfg.div_factor)
+    ema = build_ema(cfg, net)  # starts as a copy of the network
+    assert [torch.equal(a, b) for a, b in zip(ema.module.state_dict().values(), net.state_dict().values())] == [True] * len(net.state_dict())  # type: ignore[union-attr]
+    assert build_ema(TrainConfig(model="v2_ultra", train_data=(), ema_decay=None), net) is None
+
+
 def test_init_weights_starts_from_a_weights_folder(shared: Path, small_labels: Path, tmp_path: Path) -> None:
     """``init_weights`` loads a whole network (here the packaged v2_ultra weights) before training."""
     import featherface
