@@ -10,11 +10,11 @@ import numpy as np
 import pytest
 import torch
 
-from featherface.convert import load_reference_v1
-from featherface.options import DetectorOptions
-from featherface.pipeline import decode
-from featherface.priors import generate_priors
-from featherface.registry import build_model
+from featherface._ops.priors import generate_priors
+from featherface._options import DetectorOptions
+from featherface._weights.convert import load_reference_v1
+from featherface._weights.registry import build_model
+from featherface.pipeline import postprocess as decode
 from featherface.train.distill import (
     DistillationLoss,
     DistillConfig,

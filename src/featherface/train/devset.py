@@ -195,7 +195,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.extra:
             import torch
 
-            from featherface.api import FaceDetector
+            from featherface._api import FaceDetector
             from featherface.train.checkpoint import load_teacher
 
             net = load_teacher(args.teacher, torch.device("cpu"))

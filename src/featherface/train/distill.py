@@ -30,10 +30,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from featherface.config import PriorConfig
-from featherface.ops import box_iou
-from featherface.options import DetectorOptions
-from featherface.pipeline import RawDetections, decode
+from featherface._models.config import PriorConfig
+from featherface._ops.boxes import box_iou
+from featherface._options import DetectorOptions
+from featherface.pipeline import RawDetections
+from featherface.pipeline import postprocess as decode
 from featherface.train.matcher import positive_mask
 
 __all__ = [

@@ -18,10 +18,10 @@ import torch
 from torch import nn
 
 from featherface import __version__
-from featherface.config import ModelConfig
-from featherface.hub import save_weights_folder, strip_module_prefix
-from featherface.models import count_parameters, thop_equivalent_parameters
-from featherface.registry import build_model
+from featherface._models import count_parameters, thop_equivalent_parameters
+from featherface._models.config import ModelConfig
+from featherface._weights.files import save_weights_folder, strip_module_prefix
+from featherface._weights.registry import build_model
 
 __all__ = ["WIDER_NOTE", "ModelCard", "export_model", "load_checkpoint_model", "export_checkpoint"]
 

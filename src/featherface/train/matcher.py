@@ -42,8 +42,8 @@ from collections.abc import Sequence
 
 import torch
 
-from featherface.box_coder import Variances, encode_boxes, encode_landmarks
-from featherface.ops import box_iou
+from featherface._ops.box_coder import Variances, encode_boxes, encode_landmarks
+from featherface._ops.boxes import box_iou
 
 __all__ = ["IGNORE", "TARGET_COLUMNS", "match", "match_batch", "positive_mask", "priors_to_corners"]
 

@@ -23,13 +23,14 @@ import numpy as np
 import torch
 from torch import nn
 
-from featherface.pipeline import BatchSpec, make_batch
+from featherface._engines.base import BatchSpec
+from featherface.pipeline import make_batch
 from featherface.train.data import FaceSample, load_image_bgr, write_jsonl
 from featherface.train.distill import teacher_landmarks_for_boxes
 
 if TYPE_CHECKING:
-    from featherface.api import FaceDetector
-    from featherface.types import Detection
+    from featherface._api import FaceDetector
+    from featherface.detection import Detection
 
 __all__ = ["TeacherLabelPolicy", "label_landmarks", "label_unlabelled", "teacher_labels"]
 
@@ -179,7 +180,7 @@ def _rows(dets: Sequence[Detection]) -> np.ndarray:
 
 def _merge(a: np.ndarray, b: np.ndarray, iou: float) -> np.ndarray:
     """Rows of ``a`` and ``b`` after NMS on their boxes (best score first)."""
-    from featherface.ops import nms
+    from featherface._ops.boxes import nms
 
     rows = np.concatenate([a, b])
     if len(rows) == 0:

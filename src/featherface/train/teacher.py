@@ -14,8 +14,9 @@ import numpy as np
 import torch
 from torch import nn
 
-from featherface.backends import backend_opset, make_session
-from featherface.export import FEATURE_OUTPUTS, RAW_OUTPUTS, export_network_onnx
+from featherface._engines.onnx_export import FEATURE_OUTPUTS, export_network_onnx
+from featherface._engines.onnxruntime import backend_opset, make_session
+from featherface.detection import RAW_OUTPUT_NAMES as RAW_OUTPUTS
 
 __all__ = ["OnnxRuntimeTeacher"]
 

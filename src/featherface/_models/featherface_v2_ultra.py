@@ -14,7 +14,7 @@ sat in a plain ``dict``, so they were never trained, saved or exported), and the
 sharing" gate is a differentiable per-image soft blend ``gamma * (x + s * (SSH(x) - x))`` instead of a
 batch-dependent Python ``if`` (there: run the SSH and scale by the gate when the batch mean of the gate
 exceeds 0.5, else skip the SSH). Each of the five techniques, described where it is implemented below,
-is a switch in :class:`featherface.config.V2UltraTechniques`.
+is a switch in :class:`featherface._models.config.V2UltraTechniques`.
 """
 
 from __future__ import annotations
@@ -23,9 +23,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from featherface.config import ModelConfig, V2UltraTechniques
-from featherface.fuse import fold_bn_pair
-from featherface.models.layers import (
+from featherface._models.config import ModelConfig, V2UltraTechniques
+from featherface._models.fuse import fold_bn_pair
+from featherface._models.layers import (
     ConvBN,
     DetectionHeads,
     MobileNetV1,
@@ -134,7 +134,7 @@ class UltraLightBiFPNLayer(nn.Module):
     """BiFPN layer whose four fusion nodes share one separable block and one 3-entry weight vector.
 
     The node formulas follow the reference code exactly, including which entry of the normalised weights
-    ``w`` (:func:`~featherface.models.layers.fast_normalised_weights`) each node uses, so that in general no
+    ``w`` (:func:`~featherface._models.layers.fast_normalised_weights`) each node uses, so that in general no
     node's weights sum to 1: ``P4_td = w0 P4 + w1 up(P5)``; ``P3 = w0 P3 + w2 up(P4_td)``;
     ``P4 = w0 P4_td + w1 pool(P3)``; ``P5 = w0 P5 + w2 pool(P4)`` (``up`` nearest, ``pool``
     :func:`maxpool_sym`), each sum then passed through the shared block.

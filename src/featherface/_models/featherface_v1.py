@@ -6,7 +6,7 @@ Detection via Optimal Feature Integration", *Electronics* 2025) as the authors' 
 fokouarnaud/FeatherFace in the early commits that also hold the reference weights
 ``weights/mobilenet0.25_Final.pth`` (e.g. d9c5756; later commits change the network). It is
 reproduced layer for layer so that those weights load unchanged. The paper's "0.49 M" is the ``thop``
-count of this same network (:func:`featherface.models.thop_equivalent_parameters`).
+count of this same network (:func:`featherface._models.thop_equivalent_parameters`).
 
 MobileNetV1-0.25 -> CBAM (+residual, ReLU) -> BiFPN x3 (64 ch) -> CBAM (+residual, ReLU) ->
 SSH of modulated deformable convs -> channel-shuffle block -> 1x1 heads, independently per level.
@@ -20,10 +20,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from featherface.config import ModelConfig
-from featherface.fuse import fold_bn_pair, is_foldable_bn
-from featherface.models.deform import ModulatedDeformConv2d
-from featherface.models.layers import (
+from featherface._models.config import ModelConfig
+from featherface._models.deform import ModulatedDeformConv2d
+from featherface._models.fuse import fold_bn_pair, is_foldable_bn
+from featherface._models.layers import (
     ConvBN,
     DetectionHeads,
     MobileNetV1,
@@ -205,7 +205,7 @@ class DeformConvBN(nn.Module):
 
     def fuse(self) -> DeformConvBN:
         """Replace ``conv`` by :meth:`ModulatedDeformConv2d.fuse_bn` of ``bn`` (a
-        :class:`~featherface.fuse.FusedModulatedDeformConv2d`) and ``bn`` by ``nn.Identity``, in
+        :class:`~featherface._models.deform.FusedModulatedDeformConv2d`) and ``bn`` by ``nn.Identity``, in
         place; returns ``self``. A second call does nothing."""
         if isinstance(self.conv, ModulatedDeformConv2d) and is_foldable_bn(self.bn):
             self.conv = self.conv.fuse_bn(self.bn)  # type: ignore[assignment]
