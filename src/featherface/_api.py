@@ -81,6 +81,9 @@ class FaceDetector:
         engine: Engine | None = None,
     ) -> None:
         self.options = _checked_options(options)
+        if engine is not None and (device, backend, fuse, channels_last, num_threads, onnx_path) != (
+                None, "torch", True, None, None, None):
+            raise ValueError("pass engine= or the engine keywords (device, backend, ...), not both")
         if engine is None:
             engine = select_engine(backend, device, fuse=fuse, channels_last=channels_last,
                                    num_threads=num_threads, onnx_path=onnx_path)

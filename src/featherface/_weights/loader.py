@@ -1,8 +1,8 @@
 """The one way from a model name or a weights path to a loaded network: resolve -> build -> load.
 
 :func:`load_network` is used by :func:`featherface.load_model`, the command line (through
-``load_model``), training (the teacher, ``init_weights``) and the ONNX exporter; the converter of the
-authors' V1 weights builds through the same :func:`featherface._weights.registry.build_model` (the one
+``load_model``) and training (the teacher, ``init_weights``); the converter of the authors' V1 weights
+builds through the same :func:`featherface._weights.registry.build_model` (the one
 architecture table is :data:`featherface._models.NETWORKS`).
 """
 

@@ -66,6 +66,8 @@ class ModelSpec:
     description: str
     weights: WeightsSpec | None = None
     reference: ReferenceWeights | None = None
+    install_hint: str | None = None
+    """For weights that are not published but can be installed locally: how to get and install them."""
 
 
 _V1 = ModelConfig(
@@ -112,6 +114,14 @@ _REGISTRY: dict[str, ModelSpec] = {
             metrics={"easy": 0.9147290290562381, "medium": 0.9005667009559524, "hard": 0.7590194899871442},
             metrics_protocol="AP on the full WIDER FACE val set (3,226 images), original size, official protocol; "
                              "the authors' weights converted by convert-reference",
+        ),
+        install_hint=(
+            "the v1 weights are the FeatherFace authors' release (MIT licence) and are not shipped with "
+            "featherface; get weights/mobilenet0.25_Final.pth of https://github.com/fokouarnaud/FeatherFace at commit "
+            "17aa64d (https://raw.githubusercontent.com/fokouarnaud/FeatherFace/17aa64df020d74294ded842aa67dbfbf51d7e521/"
+            "weights/mobilenet0.25_Final.pth, sha256 78cee1c6b825d155d2778e39c27b39b2edb4c45249bed34ffe8a5a80f65f6a00; "
+            "the file at the repository's head is another network), then run 'featherface convert-reference PATH' "
+            "once to install them, after which load_model(\"v1\") works offline"
         ),
     ),
     "v2_ultra": ModelSpec(
@@ -186,21 +196,8 @@ def unregister_model(name: str) -> None:
     _REGISTRY.pop(name, None)
 
 
-INSTALL_HINTS: dict[str, str] = {
-    "v1": (
-        "the v1 weights are the FeatherFace authors' release (MIT licence) and are not shipped with "
-        "featherface; get weights/mobilenet0.25_Final.pth of https://github.com/fokouarnaud/FeatherFace at commit "
-        "17aa64d (https://raw.githubusercontent.com/fokouarnaud/FeatherFace/17aa64df020d74294ded842aa67dbfbf51d7e521/"
-        "weights/mobilenet0.25_Final.pth, sha256 78cee1c6b825d155d2778e39c27b39b2edb4c45249bed34ffe8a5a80f65f6a00; "
-        "the file at the repository's head is another network), then run 'featherface convert-reference PATH' "
-        "once to install them, after which load_model(\"v1\") works offline"
-    ),
-}
-"""Models whose weights are not published but can be installed locally: name -> how to get them."""
-
-
-
-
 def install_hint(name: str) -> str | None:
-    """How to get and install the weights of ``name`` when they are not published, else None."""
-    return INSTALL_HINTS.get(name)
+    """How to get and install the weights of ``name`` when they are not published, else None
+    (:attr:`ModelSpec.install_hint`; None for an unknown name too)."""
+    spec = _REGISTRY.get(name)
+    return None if spec is None else spec.install_hint
