@@ -33,6 +33,7 @@ from featherface._models.layers import (
     init_detector_weights,
     resize_to,
 )
+from featherface.detection import RawOutputs
 
 __all__ = [
     "FeatherFaceV1",
@@ -268,11 +269,11 @@ class FeatherFaceV1(nn.Module):
         self.heads = nn.ModuleList([DetectionHeads(c, a) for a in config.priors.anchors_per_level])
         init_detector_weights(self)
 
-    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    def forward(self, x: torch.Tensor) -> RawOutputs:
         """``x[B, 3, H, W]`` (BGR minus mean) -> ``(loc[B,N,4], logits[B,N,2], landmarks[B,N,10])``."""
         return self.forward_head(self.backbone(x))
 
-    def forward_head(self, feats: Levels) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    def forward_head(self, feats: Levels) -> RawOutputs:
         """Everything after the backbone: ``(C3[B,64,H/8,W/8], C4[B,128,H/16,W/16], C5[B,256,H/32,W/32])``
         from :class:`MobileNetV1` -> raw ``(loc, logits, landmarks)`` as :meth:`forward`.
 

@@ -13,6 +13,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from featherface._models.fuse import fold_bn_pair
+from featherface.detection import RawOutputs
 
 __all__ = [
     "MobileNetV1",
@@ -199,7 +200,7 @@ class DetectionHeads(nn.Module):
         b = t.shape[0]
         return t.permute(0, 2, 3, 1).reshape(b, -1, k)
 
-    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    def forward(self, x: torch.Tensor) -> RawOutputs:
         return (
             self._flatten(self.box(x), 4),
             self._flatten(self.cls(x), 2),
@@ -208,8 +209,8 @@ class DetectionHeads(nn.Module):
 
 
 def concat_levels(
-    outs: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]],
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    outs: list[RawOutputs],
+) -> RawOutputs:
     """Concatenate per-level ``(loc, logits, landmarks)`` in P3, P4, P5 order along the prior axis."""
     loc = torch.cat([o[0] for o in outs], dim=1)
     cls = torch.cat([o[1] for o in outs], dim=1)
