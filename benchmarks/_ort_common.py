@@ -10,8 +10,9 @@ import cv2
 import numpy as np
 
 import featherface
-from featherface.cli.bench import parse_size
+from featherface.cli._bench import parse_size
 from featherface.io import read_image_file
+from featherface.pipeline import make_batch, preprocess
 
 IMAGE = Path(__file__).resolve().parents[1] / "examples" / "images" / "astronaut.png"
 
@@ -35,5 +36,5 @@ def load_ort_detector(args: argparse.Namespace) -> featherface.FaceDetector:
 def prepared_input(det: featherface.FaceDetector, path: str | Path, size: tuple[int, int]) -> np.ndarray:
     """The network input ``[1, 3, H, W]`` the detector makes of image ``path`` resized to ``size = (W, H)``."""
     frame = cv2.resize(read_image_file(path), size, interpolation=cv2.INTER_AREA)
-    prepared = det.pipeline.preprocess(frame, det.options, color="bgr")
-    return det.pipeline.batch([prepared.image]).numpy()
+    prepared = preprocess(frame, det.options, color="bgr")
+    return make_batch([prepared.image], det.config.mean_bgr, det.runner.batch_spec).numpy()

@@ -4,7 +4,7 @@
 
 Weights are random (latency does not depend on their values). Configurations are interleaved
 (one call of each per round) so that background load affects them alike; the median of ``--runs``
-rounds after warm-up is printed, for the network call alone (``forward_raw``) and for ``detect`` on
+rounds after warm-up is printed, for the network call alone (``detector.runner``) and for ``detect`` on
 a uint8 BGR image (preprocessing + network + decoding + NMS). A freshly initialised network scores
 every prior at about 0.5000, so ``detect`` runs with score threshold 0.6 (no candidates): it measures
 the fixed overhead, not the NMS cost of a crowd.
@@ -23,6 +23,7 @@ import numpy as np
 import torch
 
 import featherface
+from featherface.pipeline import make_batch
 
 
 def main() -> None:
@@ -52,12 +53,12 @@ def main() -> None:
             "onnxruntime": featherface.FaceDetector(net, base.config, backend="onnxruntime",
                                                     num_threads=args.threads, weights_source="bench"),
         }
-        x = base.pipeline.batch([img])
+        x = make_batch([img], base.config.mean_bgr, base.runner.batch_spec)
         times: dict[str, dict[str, list[float]]] = {k: {"net": [], "detect": []} for k in dets}
         for i in range(args.warmup + args.runs):
             for key, det in dets.items():
                 t0 = time.perf_counter()
-                det.forward_raw(x)
+                det.runner(x)
                 t1 = time.perf_counter()
                 det.detect(img, color="bgr", score_threshold=0.6)
                 t2 = time.perf_counter()

@@ -36,7 +36,7 @@ from typing import Any
 import numpy as np
 from _ort_common import IMAGE, add_detector_arguments, load_ort_detector, prepared_input
 
-from featherface.export import DEFAULT_OPSET, export_network_onnx
+from featherface._engines.onnx_export import DEFAULT_OPSET, export_network_onnx
 
 
 def main(argv: list[str] | None = None) -> int:

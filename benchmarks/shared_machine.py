@@ -1,6 +1,6 @@
 #!/usr/bin/env python
 """Latency of ``detect`` when the machine is shared (a measurement, not a test): the data behind the
-default thread policy (:data:`featherface.backends.SINGLE_THREAD_MAX_PIXELS`).
+default thread policy (:data:`featherface._engines.torch_runner.SINGLE_THREAD_MAX_PIXELS`).
 
 For each detector setting (``--settings``: ``default`` = the library's defaults; ``threads=N`` =
 ``load_model(num_threads=N)``, where N = the number of cores is torch's own default), it measures the

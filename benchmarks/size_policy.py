@@ -26,7 +26,7 @@ import torch
 
 import featherface
 from featherface._bench import cpu_model
-from featherface.ops import box_iou
+from featherface._ops.boxes import box_iou
 from featherface.train.data import load_image_bgr, read_jsonl
 
 

@@ -25,7 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
-from featherface.config import V2UltraTechniques
+from featherface._models.config import V2UltraTechniques
 from featherface.train.config import TrainConfig
 from featherface.train.loop import Trainer
 from featherface.train.widerface_eval import evaluate_detector_on_widerface
@@ -44,9 +44,9 @@ def variants(base: dict[str, bool]) -> list[tuple[str, dict[str, bool]]]:
 
 
 def ort_latency_ms(config, threads: int, repeats: int) -> float:
-    from featherface.backends import backend_opset, make_session
-    from featherface.export import export_network_onnx
-    from featherface.models import create_network
+    from featherface._engines.onnx_export import export_network_onnx
+    from featherface._engines.onnxruntime import backend_opset, make_session
+    from featherface._models import create_network
 
     net = create_network(config).eval()
     sess = make_session(export_network_onnx(net, None, opset=backend_opset()), num_threads=threads)

@@ -65,7 +65,7 @@ MARKER = re.compile(r"<!-- results:(?P<name>[\w-]+) -->\n(?P<body>.*?)<!-- /resu
 
 
 def sha256(path: Path) -> str:
-    from featherface.hub import sha256_file
+    from featherface._weights.files import sha256_file
 
     return sha256_file(path)
 

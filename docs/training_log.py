@@ -66,7 +66,7 @@ def _wall_hours(run: Path, upto_step: int) -> float:
 
 def cmd_weights(args: argparse.Namespace) -> int:
     import featherface
-    from featherface.hub import sha256_file
+    from featherface._weights.files import sha256_file
 
     det = featherface.load_model(weights=args.weights, device="cpu", num_threads=args.threads)
     sha = sha256_file(Path(args.weights) / "model.safetensors")
@@ -79,7 +79,7 @@ def cmd_weights(args: argparse.Namespace) -> int:
 def cmd_run(args: argparse.Namespace) -> int:
     import torch
 
-    from featherface.api import FaceDetector
+    from featherface._api import FaceDetector
     from featherface.train.checkpoint import load_checkpoint_model
 
     torch.set_num_threads(args.threads)

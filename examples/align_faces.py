@@ -25,7 +25,8 @@ import cv2
 
 import featherface
 from featherface.cli import CLIError, add_model_arguments, load_detector_from_args
-from featherface.io import ImageError, read_image_file
+from featherface.errors import ImageError
+from featherface.io import read_image_file
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:

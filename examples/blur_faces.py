@@ -24,8 +24,9 @@ import cv2
 import numpy as np
 
 from featherface.cli import CLIError, add_model_arguments, load_detector_from_args
-from featherface.io import ImageError, read_image_file
-from featherface.types import Detection
+from featherface.detection import Detection
+from featherface.errors import ImageError
+from featherface.io import read_image_file
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:

@@ -22,7 +22,8 @@ from pathlib import Path
 import numpy as np
 
 from featherface.cli import IMAGE_EXTENSIONS, CLIError, add_model_arguments, load_detector_from_args
-from featherface.io import ImageError, read_image_file
+from featherface.errors import ImageError
+from featherface.io import read_image_file
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:

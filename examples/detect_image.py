@@ -6,7 +6,7 @@ The packaged ``v2_ultra`` weights are used by default; ``--weights FOLDER`` load
 (``config.json`` + ``model.safetensors``), ``--model v1`` the installed reference V1.
 
 Prints one line per face (box, score) followed by its five landmarks, named in the order of
-``featherface.types.LANDMARK_NAMES``. Use ``--random-weights`` only to try the pipeline: a randomly
+``featherface.detection.LANDMARK_NAMES``. Use ``--random-weights`` only to try the pipeline: a randomly
 initialised network finds nothing meaningful.
 """
 
@@ -20,8 +20,9 @@ import cv2
 
 import featherface
 from featherface.cli import CLIError, add_model_arguments, load_detector_from_args
-from featherface.io import ImageError, read_image_file
-from featherface.types import LANDMARK_NAMES
+from featherface.detection import LANDMARK_NAMES
+from featherface.errors import ImageError
+from featherface.io import read_image_file
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:

@@ -37,8 +37,9 @@ import numpy as np
 
 from featherface import FaceDetector
 from featherface.cli import CLIError, add_model_arguments, load_detector_from_args
-from featherface.io import ImageError, read_image_file
-from featherface.types import Detection
+from featherface.detection import Detection
+from featherface.errors import ImageError
+from featherface.io import read_image_file
 
 ASTRONAUT = Path(__file__).resolve().parent / "images" / "astronaut.png"
 ASTRONAUT_FACE = (174.0, 65.0, 262.0, 179.0)

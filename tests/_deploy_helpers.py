@@ -8,8 +8,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from featherface.models.deform import ModulatedDeformConv2d
-from featherface.models.layers import DetectionHeads
+from featherface._models.deform import ModulatedDeformConv2d
+from featherface._models.layers import DetectionHeads
 
 
 @torch.no_grad()

@@ -18,8 +18,11 @@ import torch
 
 import featherface
 from featherface import Detection, detections_to_arrays
-from featherface.api import DetectorOptions, FaceDetector
-from featherface.io import ImageError, load_image
+from featherface._api import FaceDetector
+from featherface._options import DetectorOptions
+from featherface.errors import ImageError
+from featherface.io import load_image
+from featherface.pipeline import make_batch
 
 LOW = {"score_threshold": 0.05}
 
@@ -50,7 +53,7 @@ def _same(a: list[Detection], b: list[Detection], tol: float = 1e-3) -> None:
 def test_import_is_cheap() -> None:
     code = (
         "import sys, featherface; "
-        "bad = [m for m in ('cv2', 'huggingface_hub', 'featherface.train', 'featherface.api', 'torch') "
+        "bad = [m for m in ('cv2', 'huggingface_hub', 'featherface.train', 'featherface._api', 'torch') "
         "if m in sys.modules]; print(bad)"
     )
     import subprocess
@@ -299,7 +302,7 @@ def test_draw_returns_annotated_copy(det: FaceDetector, rgb: np.ndarray) -> None
 def test_unknown_model_and_weights_errors() -> None:
     with pytest.raises(ValueError, match="known models: v1, v2_ultra"):
         featherface.load_model("v9")
-    from featherface.hub import WeightsError
+    from featherface.errors import WeightsError
 
     with pytest.raises(ValueError, match="pretrained=False"):
         featherface.load_model("v1", pretrained=False, weights="x.safetensors")
@@ -326,7 +329,7 @@ def test_to_tensor_layouts_and_views(rgb: np.ndarray, channels_last: bool) -> No
     ]
     for v in views:
         expect = torch.from_numpy(np.ascontiguousarray(v, dtype=np.float32) - np.array(d.config.mean_bgr, np.float32))
-        got = d.pipeline.batch([v, v])
+        got = make_batch([v, v], d.config.mean_bgr, d.runner.batch_spec)
         assert got.shape == (2, 3, *v.shape[:2]) and got.dtype == torch.float32
         assert got.is_contiguous(memory_format=torch.channels_last if channels_last else torch.contiguous_format)
         assert torch.equal(got[1], expect.permute(2, 0, 1))
@@ -335,7 +338,7 @@ def test_to_tensor_layouts_and_views(rgb: np.ndarray, channels_last: bool) -> No
 
 def test_default_size_policy_caps_the_network_input() -> None:
     from featherface import DetectorOptions
-    from featherface.options import MIN_FACE_NETWORK_PX
+    from featherface._options import MIN_FACE_NETWORK_PX
 
     opts = DetectorOptions()
     assert opts.max_size == 1024

@@ -11,10 +11,16 @@ import pytest
 import torch
 
 import featherface
-import featherface.export
-from featherface.backends import OnnxRuntimeRunner, backend_opset, onnx_cache_dir, onnxruntime_has_deform_conv
-from featherface.hub import save_weights_folder
-from featherface.registry import get_config
+import featherface._engines.onnxruntime
+from featherface import save_weights_folder
+from featherface._engines.onnxruntime import (
+    OnnxRuntimeRunner,
+    backend_opset,
+    onnx_cache_dir,
+    onnxruntime_has_deform_conv,
+)
+from featherface._weights.registry import get_config
+from featherface.pipeline import make_batch
 from tests._deploy_helpers import make_realistic_, read_bgr
 
 pytest.importorskip("onnxruntime", reason="onnxruntime comes with the onnx extra")
@@ -68,8 +74,8 @@ def test_onnxruntime_detections_equal_torch(weights: Path, cache: Path) -> None:
     batch = ort_det.detect_batch(images, color="bgr")  # mixed sizes; same-size images run as one batch
     for exp, got in zip(expected, batch):
         _same(exp, got)
-    x = torch_det.pipeline.batch([images[0], images[1]])
-    for a, b in zip(torch_det.forward_raw(x), ort_det.forward_raw(x)):
+    x = make_batch([images[0], images[1]], torch_det.config.mean_bgr, torch_det.runner.batch_spec)
+    for a, b in zip(torch_det.runner(x), ort_det.runner(x)):
         assert a.shape == b.shape and float((a - b).abs().max()) < 1e-3
 
 
@@ -85,7 +91,7 @@ def test_cache_is_reused(weights: Path, cache: Path, monkeypatch: pytest.MonkeyP
     def no_export(*args: object, **kwargs: object) -> None:
         raise AssertionError("exported again instead of using the cache")
 
-    monkeypatch.setattr(featherface.export, "export_network_onnx", no_export)
+    monkeypatch.setattr(featherface._engines.onnxruntime, "export_network_onnx", no_export)
     second = featherface.load_model(weights=weights, backend="onnxruntime")
     assert second.runner.path == files[0] and files[0].stat().st_mtime_ns == mtime
     assert list(cache.glob("*")) == files  # no temporary files left behind
@@ -108,18 +114,18 @@ def test_random_weights_and_explicit_onnx_path(tmp_path: Path, cache: Path, monk
     torch.manual_seed(0)
     a = featherface.load_model("v2_ultra", pretrained=False, backend="onnxruntime", onnx_path=path, **OPTIONS)
     assert path.exists() and a.runner.path == path
-    monkeypatch.setattr(featherface.export, "export_network_onnx", lambda *a, **k: 1 / 0)
+    monkeypatch.setattr(featherface._engines.onnxruntime, "export_network_onnx", lambda *a, **k: 1 / 0)
     torch.manual_seed(1)  # another network: the given file is used as it is
     b = featherface.load_model("v2_ultra", pretrained=False, backend="onnxruntime", onnx_path=path)
     x = torch.randn(1, 3, 40, 56) * 50
-    for p, q in zip(a.forward_raw(x), b.forward_raw(x)):
+    for p, q in zip(a.runner(x), b.runner(x)):
         assert torch.equal(p, q)
 
 
 def test_errors(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, cache: Path) -> None:
     with pytest.raises(ValueError, match="runs on the CPU"):
         featherface.load_model("v2_ultra", pretrained=False, backend="onnxruntime", device="cuda")
-    post = featherface.export.export_onnx(featherface.build_model("v2_ultra"), tmp_path / "post.onnx",
+    post = featherface.export_onnx(featherface.build_model("v2_ultra"), tmp_path / "post.onnx",
                                           with_postprocess=True)
     with pytest.raises(ValueError, match="not a featherface raw graph"):
         featherface.load_model("v2_ultra", pretrained=False, backend="onnxruntime", onnx_path=post)

@@ -46,8 +46,8 @@ def test_bench_explicit_weights(tmp_path: Path, capsys):
     import torch
 
     import featherface
-    from featherface.hub import save_weights_folder
-    from featherface.registry import get_config
+    from featherface import save_weights_folder
+    from featherface._weights.registry import get_config
 
     torch.manual_seed(5)
     folder = tmp_path / "v1w"

@@ -19,9 +19,8 @@ import pytest
 import torch
 
 import featherface
-from featherface import cli
-from featherface.hub import save_weights_folder
-from featherface.registry import get_config
+from featherface import cli, save_weights_folder
+from featherface._weights.registry import get_config
 
 ROOT = Path(__file__).resolve().parents[1]
 FAST = ["--score-threshold", "0.0", "--max-detections", "3"]  # random weights: keep outputs small
@@ -294,8 +293,7 @@ def published_model(monkeypatch, tmp_path):
     """A registered model whose weights are "published" in a Hub cache we populate, used offline."""
     import huggingface_hub.constants
 
-    from featherface.config import ModelSpec, WeightsSpec
-    from featherface.registry import register_model, unregister_model
+    from featherface._weights.registry import ModelSpec, WeightsSpec, register_model, unregister_model
 
     revision = "0123456789abcdef0123456789abcdef01234567"
     config = get_config("v2_ultra").replace(name="cli_test_model")

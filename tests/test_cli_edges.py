@@ -15,9 +15,8 @@ import pytest
 import torch
 
 import featherface
-from featherface import cli
-from featherface.hub import save_weights_folder
-from featherface.registry import get_config
+from featherface import cli, save_weights_folder
+from featherface._weights.registry import get_config
 
 
 def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:

@@ -20,18 +20,17 @@ from safetensors.torch import load_file, save_file
 
 import featherface
 from featherface import cli
-from featherface.convert import (
+from featherface._weights.convert import (
     REFERENCE_V1_COMMIT,
     REFERENCE_V1_SHA256,
     REFERENCE_V1_URL,
-    ConversionError,
     _map_key,
     convert_reference_v1_state_dict,
     read_reference_state_dict,
 )
-from featherface.errors import WeightsError
-from featherface.hub import has_authors_key_names, save_weights_folder
-from featherface.registry import get_config, get_spec
+from featherface._weights.files import has_authors_key_names, save_weights_folder
+from featherface._weights.registry import get_config, get_spec
+from featherface.errors import ConversionError, WeightsError
 from tests.conftest import shared_file
 
 REFERENCE = "data/weights/featherface_v1_reference.safetensors"
@@ -196,7 +195,7 @@ def test_no_traceback_on_any_input(capsys, tmp_path) -> None:
 def test_library_reader_raises_conversion_errors_only(tmp_path) -> None:
     for name, path in _junk_files(tmp_path).items():
         try:
-            featherface.convert.load_reference_v1(path)
+            featherface._weights.convert.load_reference_v1(path)
         except ConversionError as exc:
             assert str(path) in str(exc), name
         else:

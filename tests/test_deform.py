@@ -10,7 +10,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from featherface.models.deform import ModulatedDeformConv2d, modulated_deform_conv2d
+from featherface._models.deform import ModulatedDeformConv2d
+from featherface._ops.deform_conv import modulated_deform_conv2d
 
 
 def _bilinear_zero(img: np.ndarray, y: float, x: float) -> np.ndarray:

@@ -10,10 +10,10 @@ import numpy as np
 import pytest
 import torch
 
-from featherface.convert import load_reference_v1
-from featherface.options import DetectorOptions
-from featherface.pipeline import decode
-from featherface.registry import build_model
+from featherface._options import DetectorOptions
+from featherface._weights.convert import load_reference_v1
+from featherface._weights.registry import build_model
+from featherface.pipeline import postprocess
 from featherface.train.distill import DistillationLoss, DistillConfig, combined_loss
 from featherface.train.pseudo import teacher_landmarks_for_boxes
 from tests.conftest import shared_file
@@ -200,7 +200,7 @@ def _top_detections(
     h, w = image.shape[2:]
     with torch.no_grad():
         loc, logits, ldm = teacher(image)
-    det = decode((loc, logits, ldm), (h, w), teacher.config.priors, DetectorOptions(score_threshold=0.5))[0]
+    det = postprocess((loc, logits, ldm), (h, w), teacher.config.priors, DetectorOptions(score_threshold=0.5))[0]
     assert det.boxes.shape[0] >= k and bool((det.scores[:k] > 0.9).all())
     return det.boxes[:k] / torch.tensor([w, h, w, h]), det.landmarks[:k] / torch.tensor([w, h] * 5)
 

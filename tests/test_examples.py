@@ -15,7 +15,7 @@ import cv2
 import numpy as np
 import pytest
 
-from featherface.types import Detection
+from featherface.detection import Detection
 
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLES = ROOT / "examples"

@@ -1,4 +1,4 @@
-"""ONNX export (featherface.export, ``featherface export``): raw graph and detector graph in ONNX Runtime."""
+"""ONNX export (featherface._export, ``featherface export``): raw graph and detector graph in ONNX Runtime."""
 
 from __future__ import annotations
 
@@ -13,9 +13,10 @@ import torch
 
 import featherface
 from featherface import cli
-from featherface.export import DetectionGraph, export_network_onnx, export_onnx
-from featherface.fuse import fuse_for_inference
-from featherface.priors import generate_priors, priors_for_shape
+from featherface._engines.onnx_export import export_network_onnx
+from featherface._export import DetectionGraph, export_onnx
+from featherface._models.fuse import fuse_for_inference
+from featherface._ops.priors import generate_priors, priors_for_shape
 from tests._deploy_helpers import make_realistic_, randomize_batchnorms_, read_bgr
 
 ort = pytest.importorskip("onnxruntime", reason="onnxruntime comes with the onnx extra")
@@ -99,7 +100,7 @@ def test_raw_graph_matches_pytorch(detector: featherface.FaceDetector, raw_onnx:
 @pytest.mark.parametrize("name", ["v1", "v2_ultra"])
 def test_raw_graph_matches_pytorch_within_1e4(name: str, opset: int) -> None:
     """Opset 17 writes V1's deformable convs as GridSample + MatMul, opset 19 as native DeformConv."""
-    from featherface.backends import onnxruntime_has_deform_conv
+    from featherface._engines.onnxruntime import onnxruntime_has_deform_conv
 
     if opset == 19 and not onnxruntime_has_deform_conv():
         pytest.skip(f"onnxruntime {ort.__version__} has no DeformConv kernel")

@@ -1,4 +1,4 @@
-"""BatchNorm folding (featherface.fuse) and the fused inference path of FaceDetector."""
+"""BatchNorm folding (featherface._models.fuse) and the fused inference path of FaceDetector."""
 
 from __future__ import annotations
 
@@ -11,8 +11,9 @@ import torch
 from torch import nn
 
 import featherface
-from featherface.fuse import FusedModulatedDeformConv2d, count_batchnorms, fuse_for_inference
-from featherface.models.featherface_v1 import DeformConvBN
+from featherface._models.deform import FusedModulatedDeformConv2d
+from featherface._models.featherface_v1 import DeformConvBN
+from featherface._models.fuse import count_batchnorms, fuse_for_inference
 from tests._deploy_helpers import make_realistic_, randomize_batchnorms_, read_bgr
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -156,7 +157,7 @@ class _Gate(nn.Module):
 
     def fuse(self) -> nn.Module:
         fused = copy.deepcopy(self.conv)
-        from featherface.fuse import fold_bn_into_conv
+        from featherface._models.fuse import fold_bn_into_conv
 
         fold_bn_into_conv(fused, self.bn)
         return fused
@@ -192,7 +193,7 @@ def test_walker_calls_fuse_children_first_and_keeps_shared_modules_shared() -> N
 
 
 def test_threads_are_set_per_call_and_restored() -> None:
-    from featherface.backends import SINGLE_THREAD_MAX_PIXELS
+    from featherface._engines.torch_runner import SINGLE_THREAD_MAX_PIXELS
 
     threads = torch.get_num_threads()
     try:

@@ -1,4 +1,4 @@
-"""Weights resolution (``featherface.hub``) against a real ``huggingface_hub`` client, without the internet.
+"""Weights resolution (``featherface._weights.files``) against a real ``huggingface_hub`` client, without the internet.
 
 A small Hub stand-in (:class:`FakeHub`, stdlib ``http.server`` in a thread, bound to 127.0.0.1 on a
 free port) answers ``HEAD``/``GET /{repo_id}/resolve/{revision}/{filename}`` the way
@@ -44,9 +44,18 @@ import numpy as np
 import pytest
 import torch
 
-from featherface import hub
-from featherface.config import ModelSpec, WeightsSpec
-from featherface.registry import build_model, get_config, get_spec, register_model, unregister_model
+from featherface import errors
+from featherface._weights import files as wfiles
+from featherface._weights import resolve as wresolve
+from featherface._weights.registry import (
+    ModelSpec,
+    WeightsSpec,
+    build_model,
+    get_config,
+    get_spec,
+    register_model,
+    unregister_model,
+)
 
 TEST_NAME = "ff_test_tiny"
 REPO = "featherface-test/tiny"
@@ -221,9 +230,9 @@ class Artifacts:
                 p.add_(torch.randn_like(p) * 0.01)
         self.num_params = sum(p.numel() for p in model.parameters())
         self.good = root / "good"
-        self.sha256 = hub.save_weights_folder(model, self.config, self.good)
-        self.config_bytes = (self.good / hub.CONFIG_FILENAME).read_bytes()
-        self.model_bytes = (self.good / hub.MODEL_FILENAME).read_bytes()
+        self.sha256 = wfiles.save_weights_folder(model, self.config, self.good)
+        self.config_bytes = (self.good / wfiles.CONFIG_FILENAME).read_bytes()
+        self.model_bytes = (self.good / wfiles.MODEL_FILENAME).read_bytes()
         self.digest = state_digest(model.state_dict())
 
         self.tampered_bytes = _tamper(self.model_bytes)
@@ -231,7 +240,7 @@ class Artifacts:
         self.tampered_file = root / "tampered.safetensors"
         self.tampered_file.write_bytes(self.tampered_bytes)
         # loadable as such: only the hash check can catch it
-        assert state_digest(hub.load_state_dict_file(self.tampered_file)) != self.digest
+        assert state_digest(wfiles.load_state_dict_file(self.tampered_file)) != self.digest
 
         self.wrong_config_bytes = self.config_bytes_for(TEST_NAME, width_delta=4)
         self._root = root
@@ -246,8 +255,8 @@ class Artifacts:
         folder = self._root / f"{name}-{int(tampered)}-{width_delta}"
         if not folder.exists():
             folder.mkdir()
-            (folder / hub.CONFIG_FILENAME).write_bytes(self.config_bytes_for(name, width_delta))
-            (folder / hub.MODEL_FILENAME).write_bytes(self.tampered_bytes if tampered else self.model_bytes)
+            (folder / wfiles.CONFIG_FILENAME).write_bytes(self.config_bytes_for(name, width_delta))
+            (folder / wfiles.MODEL_FILENAME).write_bytes(self.tampered_bytes if tampered else self.model_bytes)
         return folder
 
     def model(self, name: str = TEST_NAME, repo_id: str = REPO, packaged: Path | None | str = "default") -> dict:
@@ -262,7 +271,7 @@ class Artifacts:
     def spec(self, packaged: Path | None = None) -> ModelSpec:
         return ModelSpec(
             name=TEST_NAME, config=self.config, description="featherface hub test model",
-            weights=WeightsSpec(repo_id=REPO, revision=REVISION, filename=hub.MODEL_FILENAME,
+            weights=WeightsSpec(repo_id=REPO, revision=REVISION, filename=wfiles.MODEL_FILENAME,
                                 sha256=self.sha256, num_params=self.num_params, license="MIT",
                                 packaged=None if packaged is None else str(packaged)),
         )
@@ -304,9 +313,9 @@ if plan["skip_backoff_sleep"]:
 
 import numpy as np
 import featherface
-from featherface import hub
-from featherface.config import ModelSpec, WeightsSpec
-from featherface.registry import get_config, register_model
+from featherface._weights import hub
+from featherface._weights.registry import ModelSpec, WeightsSpec
+from featherface._weights.registry import get_config, register_model
 
 for m in plan["models"]:
     config = get_config("v2_ultra").replace(name=m["name"])
@@ -421,7 +430,7 @@ def _assert_error(step: dict, cls: type[BaseException], *fragments: str) -> None
 
 
 def _packaged_warnings(step: dict) -> list[str]:
-    return [line for line in step["log"] if line.startswith("WARNING:featherface.hub:") and PACKAGED_WARNING in line]
+    return [line for line in step["log"] if line.startswith("WARNING:featherface._weights.resolve:") and PACKAGED_WARNING in line]
 
 
 def _resolve_path(repo: str, filename: str) -> str:
@@ -460,7 +469,7 @@ def test_first_download_fetches_both_files_and_detects(first_download: Any, art:
     assert (snapshot / "config.json").read_bytes() == art.config_bytes
 
     # detections on a synthetic image ran, and equal those of the same weights loaded in-process
-    from featherface.api import load_model
+    from featherface._api import load_model
 
     faces = step["faces"]
     assert faces, "score_threshold=0.05 on a 96x128 image should leave some candidates"
@@ -495,7 +504,7 @@ def test_cached_load_with_server_stopped_makes_no_request(
     assert cached["ok"] and cached["source"] == "hub" and cached["digest"] == art.digest, cached
     assert _packaged_warnings(cached) == []
     # a corrupt cached file is an integrity error, never a reason to use the packaged copy
-    _assert_error(rotten, hub.WeightsIntegrityError, "model.safetensors", art.sha256)
+    _assert_error(rotten, errors.WeightsIntegrityError, "model.safetensors", art.sha256)
     assert _packaged_warnings(rotten) == []
     assert tripwire.connections == 0, "a pinned, cached revision must not contact the Hub"
 
@@ -537,7 +546,7 @@ def bad_server_run(server: FakeHub, art: Artifacts, tmp_path_factory: pytest.Tem
 def test_tampered_file_on_server_raises_integrity_error_without_fallback(bad_server_run: Any, art: Artifacts) -> None:
     res, requests = bad_server_run
     step = res["steps"][0]
-    _assert_error(step, hub.WeightsIntegrityError, "model.safetensors", art.sha256,
+    _assert_error(step, errors.WeightsIntegrityError, "model.safetensors", art.sha256,
                   hashlib.sha256(art.tampered_bytes).hexdigest())
     assert "WeightsError" in step["error_classes"]
     assert _packaged_warnings(step) == [], "a hash mismatch must never fall back to the packaged copy"
@@ -547,7 +556,7 @@ def test_tampered_file_on_server_raises_integrity_error_without_fallback(bad_ser
 def test_wrong_config_on_server_raises_config_mismatch(bad_server_run: Any) -> None:
     res, requests = bad_server_run
     step = res["steps"][1]
-    _assert_error(step, hub.ConfigMismatchError, "config.json", "width")
+    _assert_error(step, errors.ConfigMismatchError, "config.json", "width")
     assert _packaged_warnings(step) == []
     assert ("GET", _resolve_path(REPO_WRONG_CONFIG, "config.json")) in requests
 
@@ -572,12 +581,12 @@ def test_hub_down_falls_back_to_verified_packaged_copy(art: Artifacts, tmp_path:
     (warning,) = _packaged_warnings(ok)
     assert "could not get ff_test_down_ok from the Hugging Face Hub" in warning
 
-    _assert_error(tampered, hub.WeightsIntegrityError, str(Path(models[1]["packaged"]) / "model.safetensors"),
+    _assert_error(tampered, errors.WeightsIntegrityError, str(Path(models[1]["packaged"]) / "model.safetensors"),
                   art.sha256)
-    _assert_error(wrong_config, hub.ConfigMismatchError, str(Path(models[2]["packaged"]) / "config.json"), "width")
+    _assert_error(wrong_config, errors.ConfigMismatchError, str(Path(models[2]["packaged"]) / "config.json"), "width")
 
-    _assert_error(none, hub.WeightsError, "has no packaged weights", "the Hub was unreachable")
-    _assert_error(missing, hub.WeightsError, "missing from", "the Hub was unreachable")
+    _assert_error(none, errors.WeightsError, "has no packaged weights", "the Hub was unreachable")
+    _assert_error(missing, errors.WeightsError, "missing from", "the Hub was unreachable")
     for step in (none, missing):  # the Hub's own reason is kept too
         assert "LocalEntryNotFoundError" in step["error"] or "connection" in step["error"].lower(), step
 
@@ -636,14 +645,14 @@ def no_hub(monkeypatch: pytest.MonkeyPatch) -> None:
     def boom(*args: Any, **kwargs: Any) -> None:
         raise AssertionError("the Hub must not be consulted when weights= is given")
 
-    monkeypatch.setattr(hub, "_resolve_hub", boom)
-    monkeypatch.setattr(hub, "_resolve_packaged", boom)
+    monkeypatch.setattr(wresolve, "resolve_hub", boom)
+    monkeypatch.setattr(wresolve, "_resolve_packaged", boom)
 
 
 @pytest.fixture
 def detector_inits(monkeypatch: pytest.MonkeyPatch) -> list:
     """Counts FaceDetector constructions (to check that a failed load creates none)."""
-    from featherface.api import FaceDetector
+    from featherface._api import FaceDetector
 
     calls: list = []
     original = FaceDetector.__init__
@@ -657,7 +666,7 @@ def detector_inits(monkeypatch: pytest.MonkeyPatch) -> list:
 
 
 def test_explicit_folder_and_bare_file_load(registered: ModelSpec, art: Artifacts, no_hub: None) -> None:
-    from featherface.api import load_model
+    from featherface._api import load_model
 
     for weights in (art.good, art.good / "model.safetensors", str(art.good)):
         det = load_model(TEST_NAME, weights=weights, device="cpu")
@@ -669,17 +678,17 @@ def test_explicit_folder_and_bare_file_load(registered: ModelSpec, art: Artifact
 def test_explicit_folder_with_other_config_is_rejected(
     registered: ModelSpec, art: Artifacts, tmp_path: Path, no_hub: None, detector_inits: list
 ) -> None:
-    from featherface.api import load_model
+    from featherface._api import load_model
 
     folder = tmp_path / "other"
     shutil.copytree(art.good, folder)
     (folder / "config.json").write_bytes(art.wrong_config_bytes)
-    with pytest.raises(hub.ConfigMismatchError, match="width") as info:
+    with pytest.raises(errors.ConfigMismatchError, match="width") as info:
         load_model(TEST_NAME, weights=folder, device="cpu")
     assert str(folder / "config.json") in str(info.value)
     # a config for another registered name is a mismatch too, even with identical weights
     (folder / "config.json").write_text(json.dumps(dict(art.config.to_dict(), name="v2_ultra")))
-    with pytest.raises(hub.ConfigMismatchError, match="name"):
+    with pytest.raises(errors.ConfigMismatchError, match="name"):
         load_model(TEST_NAME, weights=folder, device="cpu")
     assert detector_inits == []
 
@@ -698,17 +707,17 @@ class _Boom:
 def test_pickled_checkpoints_are_never_loaded(
     registered: ModelSpec, tmp_path: Path, suffix: str, no_hub: None, detector_inits: list
 ) -> None:
-    from featherface.api import load_model
+    from featherface._api import load_model
 
     marker = tmp_path / "unpickled"
     path = tmp_path / f"model{suffix}"
     path.write_bytes(pickle.dumps(_Boom(marker)))
-    with pytest.raises(hub.WeightsError, match=r"only \.safetensors"):
+    with pytest.raises(errors.WeightsError, match=r"only \.safetensors"):
         load_model(TEST_NAME, weights=path, device="cpu")
-    with pytest.raises(hub.WeightsError, match=r"only \.safetensors"):
-        hub.resolve_weights(registered, weights=path)  # refused when resolving, before any reader runs
-    with pytest.raises(hub.WeightsError, match=r"only \.safetensors"):
-        hub.load_state_dict_file(path)  # and by the reader itself
+    with pytest.raises(errors.WeightsError, match=r"only \.safetensors"):
+        wresolve.resolve_weights(registered, weights=path)  # refused when resolving, before any reader runs
+    with pytest.raises(errors.WeightsError, match=r"only \.safetensors"):
+        wfiles.load_state_dict_file(path)  # and by the reader itself
     assert not marker.exists()
     assert detector_inits == []
 
@@ -716,7 +725,7 @@ def test_pickled_checkpoints_are_never_loaded(
 def test_corrupt_safetensors_is_rejected_before_any_detector_exists(
     registered: ModelSpec, tmp_path: Path, no_hub: None, detector_inits: list
 ) -> None:
-    from featherface.api import load_model
+    from featherface._api import load_model
 
     for name, data in {
         "random.safetensors": np.random.default_rng(0).bytes(4096),
@@ -725,7 +734,7 @@ def test_corrupt_safetensors_is_rejected_before_any_detector_exists(
     }.items():
         path = tmp_path / name
         path.write_bytes(data)
-        with pytest.raises(hub.WeightsError, match="not a valid safetensors file") as info:
+        with pytest.raises(errors.WeightsError, match="not a valid safetensors file") as info:
             load_model(TEST_NAME, weights=path, device="cpu")
         assert str(path) in str(info.value)
     assert detector_inits == []
@@ -736,13 +745,13 @@ def test_missing_or_misshapen_tensors_are_listed_and_nothing_is_loaded(
 ) -> None:
     from safetensors.torch import save_file
 
-    from featherface.api import load_model
+    from featherface._api import load_model
 
-    state = hub.load_state_dict_file(art.good / "model.safetensors")
+    state = wfiles.load_state_dict_file(art.good / "model.safetensors")
     dropped = sorted(state)[3]
     missing = tmp_path / "missing.safetensors"
     save_file({k: v for k, v in state.items() if k != dropped}, str(missing))
-    with pytest.raises(hub.WeightsError, match="1 missing") as info:
+    with pytest.raises(errors.WeightsError, match="1 missing") as info:
         load_model(TEST_NAME, weights=missing, device="cpu")
     assert dropped in str(info.value) and str(missing) in str(info.value)
     assert detector_inits == []
@@ -755,30 +764,30 @@ def test_missing_or_misshapen_tensors_are_listed_and_nothing_is_loaded(
                 {k: (v[:1] if v.ndim and v.shape[0] > 1 else v) for k, v in state.items()}):
         path = tmp_path / "bad.safetensors"
         save_file(bad, str(path))
-        with pytest.raises(hub.WeightsError, match="do not fit the network"):
-            hub.load_weights_into(net, path)
+        with pytest.raises(errors.WeightsError, match="do not fit the network"):
+            wfiles.load_weights_into(net, path)
         assert state_digest(net.state_dict()) == before
 
 
 def test_folder_without_name_uses_its_own_config(tmp_path: Path, no_hub: None) -> None:
-    from featherface.api import load_model
+    from featherface._api import load_model
 
     config = get_config("v2_ultra").replace(name="my_unregistered_variant", width=24)
     torch.manual_seed(7)
     model = build_model(config)
-    hub.save_weights_folder(model, config, tmp_path / "mine")
+    wfiles.save_weights_folder(model, config, tmp_path / "mine")
     det = load_model(None, weights=tmp_path / "mine", device="cpu")
     assert det.config == config and det.name == "my_unregistered_variant"
     assert det.weights_source == "explicit"
     assert state_digest(det.network.state_dict()) == state_digest(model.state_dict())
     # a bare file has no config: it needs a model name
-    with pytest.raises(hub.WeightsError, match="needs a model name"):
+    with pytest.raises(errors.WeightsError, match="needs a model name"):
         load_model(None, weights=tmp_path / "mine" / "model.safetensors", device="cpu")
 
 
 def test_explicit_sha256_is_checked_only_when_given(registered: ModelSpec, art: Artifacts, no_hub: None) -> None:
     file = art.good / "model.safetensors"
-    assert hub.resolve_weights(registered, weights=file).sha256 == art.sha256
-    assert hub.resolve_weights(registered, weights=file, sha256=art.sha256.upper()).source == "explicit"
-    with pytest.raises(hub.WeightsIntegrityError, match=str(file)):
-        hub.resolve_weights(registered, weights=file, sha256="0" * 64)
+    assert wresolve.resolve_weights(registered, weights=file).sha256 == art.sha256
+    assert wresolve.resolve_weights(registered, weights=file, sha256=art.sha256.upper()).source == "explicit"
+    with pytest.raises(errors.WeightsIntegrityError, match=str(file)):
+        wresolve.resolve_weights(registered, weights=file, sha256="0" * 64)

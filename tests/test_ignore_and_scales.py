@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 import torch
 
-from featherface.config import PriorConfig
-from featherface.priors import generate_priors
+from featherface._models.config import PriorConfig
+from featherface._ops.priors import generate_priors
 from featherface.train.ap import GroundTruthImage, score_detections
 from featherface.train.augment import TrainTransform
 from featherface.train.config import DataSource, TrainConfig
@@ -208,7 +208,7 @@ def test_multi_size_batches_keep_the_pixels_per_step(tmp_path: Path) -> None:
 
 
 def test_model_card_lists_the_dev_candidates() -> None:
-    from featherface.registry import get_config
+    from featherface._weights.registry import get_config
     from featherface.train.weights_folder import ModelCard
 
     card = ModelCard(title="t", summary="s", training_data="d", recipe="r", hardware="h",

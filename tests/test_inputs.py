@@ -15,7 +15,8 @@ import numpy as np
 import pytest
 
 from featherface import cli
-from featherface.io import ImageError, load_image
+from featherface.errors import ImageError
+from featherface.io import load_image
 
 Image = pytest.importorskip("PIL.Image", reason="Pillow is optional (dev extra)")
 

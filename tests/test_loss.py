@@ -9,11 +9,11 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from featherface.box_coder import decode_boxes, encode_boxes, encode_landmarks
-from featherface.config import PriorConfig
-from featherface.ops import box_iou
-from featherface.priors import generate_priors
-from featherface.registry import build_model
+from featherface._models.config import PriorConfig
+from featherface._ops.box_coder import decode_boxes, encode_boxes, encode_landmarks
+from featherface._ops.boxes import box_iou
+from featherface._ops.priors import generate_priors
+from featherface._weights.registry import build_model
 from featherface.train.loss import LossWeights, MultiBoxLoss, hard_negative_mask
 from featherface.train.matcher import match, match_batch, priors_to_corners
 

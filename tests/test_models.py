@@ -9,10 +9,10 @@ import pytest
 import torch
 
 import featherface
-from featherface.config import ModelConfig, PriorConfig, V2UltraTechniques
-from featherface.models import count_parameters, thop_equivalent_parameters
-from featherface.priors import num_priors
-from featherface.registry import build_model, get_config, get_spec, list_models
+from featherface._models import count_parameters, thop_equivalent_parameters
+from featherface._models.config import ModelConfig, PriorConfig, V2UltraTechniques
+from featherface._ops.priors import num_priors
+from featherface._weights.registry import build_model, get_config, get_spec, list_models
 
 
 def test_list_models_and_unknown_name() -> None:

@@ -15,10 +15,11 @@ import pytest
 import torch
 
 import featherface
-from featherface.config import ModelConfig
-from featherface.hub import packaged_weights_dir, sha256_file
-from featherface.models import count_parameters
-from featherface.registry import get_spec, list_models
+from featherface._models import count_parameters
+from featherface._models.config import ModelConfig
+from featherface._weights.files import sha256_file
+from featherface._weights.registry import get_spec, list_models
+from featherface._weights.resolve import packaged_weights_dir
 
 ASTRONAUT = Path(__file__).parents[1] / "examples" / "images" / "astronaut.png"
 # Eileen Collins' face in scikit-image's astronaut photo, annotated by hand (x1, y1, x2, y2)
@@ -86,7 +87,7 @@ def test_readme_main_command_runs_offline(tmp_path: Path) -> None:
 
 def test_weights_folders_are_byte_reproducible(tmp_path: Path) -> None:
     """The same weights always export to the same sha256 (registered hashes stay reproducible)."""
-    from featherface.hub import save_weights_folder
+    from featherface import save_weights_folder
 
     torch.manual_seed(1)
     model = featherface.build_model("v2_ultra")
@@ -95,7 +96,8 @@ def test_weights_folders_are_byte_reproducible(tmp_path: Path) -> None:
 
 
 def test_explicit_weights_checked_against_given_sha256(tmp_path: Path) -> None:
-    from featherface.hub import WeightsIntegrityError, save_weights_folder
+    from featherface import save_weights_folder
+    from featherface.errors import WeightsIntegrityError
 
     model = featherface.build_model("v2_ultra")
     sha = save_weights_folder(model, model.config, tmp_path / "w")

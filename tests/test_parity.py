@@ -14,11 +14,12 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from featherface.convert import ConversionError, convert_reference_v1_state_dict, load_reference_v1
-from featherface.options import DetectorOptions
-from featherface.pipeline import decode
-from featherface.priors import generate_priors
-from featherface.registry import build_model
+from featherface._ops.priors import generate_priors
+from featherface._options import DetectorOptions
+from featherface._weights.convert import convert_reference_v1_state_dict, load_reference_v1
+from featherface._weights.registry import build_model
+from featherface.errors import ConversionError
+from featherface.pipeline import postprocess as decode
 from tests.conftest import shared_file
 
 MEAN = np.array([104.0, 117.0, 123.0], dtype=np.float32)

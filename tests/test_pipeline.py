@@ -7,18 +7,11 @@ import pytest
 import torch
 
 import featherface
-from featherface.backends import TorchRunner
-from featherface.options import DetectorOptions
-from featherface.pipeline import (
-    BatchSpec,
-    DetectionPipeline,
-    PreparedImage,
-    Runner,
-    decode,
-    make_batch,
-    preprocess,
-    to_original,
-)
+from featherface._engines.base import BatchSpec, Runner
+from featherface._engines.torch_runner import TorchRunner
+from featherface._options import DetectorOptions
+from featherface.pipeline import DetectionPipeline, PreparedImage, make_batch, preprocess, to_original
+from featherface.pipeline import postprocess as decode
 from tests.test_examples import ASTRONAUT
 
 
@@ -54,16 +47,16 @@ def test_detector_methods_are_the_pipeline(det: featherface.FaceDetector) -> Non
     assert isinstance(det.runner, Runner) and isinstance(det.runner, TorchRunner)
     img = _image(90, 120, 0)
     opts = det.options
-    p = det.pipeline.preprocess(img, opts, color="bgr")
-    assert det.pipeline.detect_prepared([p, p], opts) == [det.detect(img, color="bgr")] * 2
+    p = preprocess(img, opts, color="bgr")
+    assert det.pipeline([p, p], opts) == [det.detect(img, color="bgr")] * 2
 
 
 def test_detect_prepared_refuses_mixed_sizes(det: featherface.FaceDetector) -> None:
     opts = det.options
-    a = det.pipeline.preprocess(_image(64, 64, 1), opts)
-    b = det.pipeline.preprocess(_image(64, 80, 2), opts)
+    a = preprocess(_image(64, 64, 1), opts)
+    b = preprocess(_image(64, 80, 2), opts)
     with pytest.raises(ValueError, match="one network-input size"):
-        det.pipeline.detect_prepared([a, b], opts)
+        det.pipeline([a, b], opts)
 
 
 @pytest.mark.parametrize("spec", [BatchSpec(), BatchSpec(channels_last=True), BatchSpec(fill="numpy")])
@@ -89,8 +82,8 @@ def test_make_batch_rejects_bad_input() -> None:
 def test_decode_respects_options() -> None:
     """Thresholds, caps and NMS come from the one options type."""
     g = torch.Generator().manual_seed(0)
-    from featherface.config import PriorConfig
-    from featherface.priors import num_priors
+    from featherface._models.config import PriorConfig
+    from featherface._ops.priors import num_priors
 
     n = num_priors((64, 64), PriorConfig())
     loc, ldm = torch.zeros(1, n, 4), torch.zeros(1, n, 10)
@@ -122,6 +115,6 @@ def test_runner_protocol_is_what_a_custom_engine_implements(det: featherface.Fac
     assert isinstance(runner, Runner)
     pipe = DetectionPipeline(det.config, runner)
     img = _image(48, 64, 5)
-    p = pipe.preprocess(img, det.options)
-    assert pipe.detect_prepared([p], det.options) == [det.detect(img)]
+    p = preprocess(img, det.options)
+    assert pipe([p], det.options) == [det.detect(img)]
     assert runner.shapes == [(1, 3, 48, 64)]

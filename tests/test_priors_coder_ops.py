@@ -8,10 +8,10 @@ import numpy as np
 import pytest
 import torch
 
-from featherface.box_coder import decode_boxes, decode_landmarks, encode_boxes, encode_landmarks
-from featherface.config import PriorConfig
-from featherface.ops import box_iou, nms
-from featherface.priors import feature_map_sizes, generate_priors, num_priors, priors_like
+from featherface._models.config import PriorConfig
+from featherface._ops.box_coder import decode_boxes, decode_landmarks, encode_boxes, encode_landmarks
+from featherface._ops.boxes import box_iou, nms
+from featherface._ops.priors import feature_map_sizes, generate_priors, num_priors, priors_like
 
 CFG = PriorConfig()
 VAR = (0.1, 0.2)
@@ -152,8 +152,9 @@ def test_plus_one_changes_iou() -> None:
 @pytest.mark.parametrize("threshold", [0.0, 0.02, 0.5, 0.9, 1.0])
 def test_decode_prefilter_keeps_exactly_the_passing_priors(threshold: float) -> None:
     """Logit-space pre-filter + probabilities of the candidates == probabilities of every prior, then threshold."""
-    from featherface.options import DetectorOptions
-    from featherface.pipeline import _face_candidates, decode, decode_to_pixels, face_probability
+    from featherface._options import DetectorOptions
+    from featherface.pipeline import _face_candidates, decode_to_pixels, face_probability
+    from featherface.pipeline import postprocess as decode
 
     g = torch.Generator().manual_seed(3)
     n = 4200  # priors of a 320 x 320 input

@@ -2,7 +2,7 @@
 
 The cluster test skips when Ray Data is not installed (``pip install "featherface[ray]"``). Trained
 weights are not published yet, so the tests write a weights folder of a seeded random v2_ultra with
-``featherface.hub.save_weights_folder`` and compare every row with direct ``detect`` calls on a
+``featherface.save_weights_folder`` and compare every row with direct ``detect`` calls on a
 detector loaded from the same folder.
 """
 
@@ -20,10 +20,9 @@ import pytest
 import torch
 
 import featherface
-from featherface import detections_to_arrays
-from featherface.hub import save_weights_folder
+from featherface import detections_to_arrays, save_weights_folder
+from featherface._weights.registry import build_model, get_config
 from featherface.integrations.ray import RayFaceDetector
-from featherface.registry import build_model, get_config
 
 OPTIONS = {"score_threshold": 0.05, "device": "cpu"}
 ROOT = Path(__file__).resolve().parents[1]

@@ -18,8 +18,8 @@ import torch
 
 import featherface
 from featherface import Detection, detections_to_arrays
-from featherface.api import FaceDetector
-from featherface.io import ImageError
+from featherface._api import FaceDetector
+from featherface.errors import ImageError
 
 LOW = {"score_threshold": 0.05}
 SIZES = [(90, 120), (61, 97), (90, 120), (70, 105), (61, 97), (90, 120), (120, 90), (90, 120), (33, 47)]
@@ -77,13 +77,14 @@ def _check(det: FaceDetector, items: list, results: list, **options: object) -> 
 def test_stream_equals_per_image_detect(det: FaceDetector, folder: list[Path], workers: int,
                                         monkeypatch: pytest.MonkeyPatch) -> None:
     sizes: list[tuple[int, ...]] = []
-    forward = det.pipeline.run
+    forward = det.pipeline.runner
 
     def recording(batch: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         sizes.append(tuple(batch.shape))
         return forward(batch)
 
-    monkeypatch.setattr(det.pipeline, "run", recording)
+    recording.batch_spec = forward.batch_spec  # type: ignore[attr-defined]
+    monkeypatch.setattr(det.pipeline, "runner", recording)
     results = list(det.detect_stream(folder, batch_size=3, workers=workers))
     monkeypatch.undo()
     # 4 images of 90x120 -> batches of 3 + 1; 61x97 twice; the others alone

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 import torch
 
-from featherface.registry import build_model
+from featherface._weights.registry import build_model
 from featherface.train.augment import TrainTransform, face_free_frame
 from featherface.train.config import DataSource, TrainConfig
 from featherface.train.diagnostics import anchor_face_probabilities, probability_spread

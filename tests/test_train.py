@@ -12,12 +12,12 @@ import numpy as np
 import pytest
 import torch
 
-from featherface.api import FaceDetector
-from featherface.config import PriorConfig
-from featherface.ops import box_iou
-from featherface.options import DetectorOptions
-from featherface.pipeline import decode
-from featherface.priors import generate_priors
+from featherface._api import FaceDetector
+from featherface._models.config import PriorConfig
+from featherface._ops.boxes import box_iou
+from featherface._ops.priors import generate_priors
+from featherface._options import DetectorOptions
+from featherface.pipeline import postprocess as decode
 from featherface.train.augment import EvalTransform
 from featherface.train.checkpoint import load_checkpoint_model
 from featherface.train.config import DataSource, TrainConfig
@@ -136,7 +136,7 @@ def test_ema_and_export_round_trip(shared: Path, small_labels: Path, tmp_path: P
     for k, v in ema_model.state_dict().items():
         assert torch.equal(det.network.state_dict()[k], v)
     assert not torch.equal(ema_model.state_dict()["heads.0.heads.cls.weight"], t.model.state_dict()["heads.0.heads.cls.weight"])
-    from featherface.hub import sha256_file
+    from featherface._weights.files import sha256_file
 
     assert sha == sha256_file(tmp_path / "export" / "model.safetensors")
 
@@ -147,7 +147,7 @@ def test_train_command_exports_what_export_checkpoint_exports(shared: Path, smal
     EMA weights that ``featherface export-checkpoint`` writes from its ``last.pt``; a checkpoint of
     another version is refused by both readers."""
     from featherface import cli
-    from featherface.hub import sha256_file
+    from featherface._weights.files import sha256_file
 
     cfg = _config(shared, small_labels, tmp_path / "run", max_steps=2, ema_decay=0.9)
     (tmp_path / "c.json").write_text(json.dumps(cfg.to_dict()))
@@ -167,7 +167,7 @@ def test_train_command_exports_what_export_checkpoint_exports(shared: Path, smal
 
 def test_trainer_parts() -> None:
     """The small ``build_*`` / ``select_*`` functions ``Trainer.__init__`` is made of, on their own."""
-    from featherface.registry import build_model as build_network
+    from featherface._weights.registry import build_model as build_network
     from featherface.train.loop import (
         build_ema,
         build_optimizer,
@@ -203,8 +203,9 @@ def test_trainer_parts() -> None:
 def test_init_weights_starts_from_a_weights_folder(shared: Path, small_labels: Path, tmp_path: Path) -> None:
     """``init_weights`` loads a whole network (here the packaged v2_ultra weights) before training."""
     import featherface
-    from featherface.hub import packaged_weights_dir, save_weights_folder
-    from featherface.registry import get_config
+    from featherface import save_weights_folder
+    from featherface._weights.registry import get_config
+    from featherface._weights.resolve import packaged_weights_dir
 
     packaged = packaged_weights_dir() / "v2_ultra"
     t = Trainer(_config(shared, small_labels, tmp_path / "run", max_steps=1, init_weights=str(packaged)))
@@ -255,8 +256,8 @@ def test_overfitting_four_images_reaches_high_recall(shared: Path, small_labels:
     samples = read_widerface_bbx_gt(small_labels, shared / IMAGES)[:4]
     ds = FaceDataset(samples, EvalTransform(image_size=size))
     images, targets = detection_collate([ds[i] for i in range(4)])
-    from featherface.models import create_network
-    from featherface.registry import get_config
+    from featherface._models import create_network
+    from featherface._weights.registry import get_config
     from featherface.train.checkpoint import load_backbone_weights
 
     cfg = get_config("v2_ultra")
@@ -292,7 +293,7 @@ def test_overfitting_four_images_reaches_high_recall(shared: Path, small_labels:
 
 def test_pseudo_label_landmarks_and_val_refusal(shared: Path, small_labels: Path, tmp_path: Path) -> None:
     """Teacher landmarks are attached to annotated boxes and written as readable JSON lines."""
-    from featherface.convert import load_reference_v1
+    from featherface._weights.convert import load_reference_v1
     from featherface.train.data import FaceSample, read_jsonl
     from featherface.train.pseudo import label_landmarks
 

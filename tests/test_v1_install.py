@@ -23,8 +23,11 @@ import torch
 from safetensors.torch import save_file
 
 import featherface
-from featherface import cli, hub
-from featherface.hub import ConfigMismatchError, WeightsError, WeightsIntegrityError, sha256_file
+from featherface import cli, errors
+from featherface._weights import files as wfiles
+from featherface._weights import store as wstore
+from featherface._weights.files import sha256_file
+from featherface.errors import ConfigMismatchError, WeightsError, WeightsIntegrityError
 from tests.conftest import shared_file
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -67,7 +70,7 @@ def test_v1_before_install_says_how_to_get_the_weights(capsys: pytest.CaptureFix
                    "78cee1c6b825d155d2778e39c27b39b2edb4c45249bed34ffe8a5a80f65f6a00", "head is another network",
                    "'featherface convert-reference PATH'", 'load_model("v1") works offline', str(store)):
         assert needle in message, needle
-    assert isinstance(info.value, hub.WeightsNotInstalledError)
+    assert isinstance(info.value, errors.WeightsNotInstalledError)
 
     code, _, err = run(capsys, "detect", str(ASTRONAUT), "--model", "v1")
     assert code == cli.EXIT_FAILURE
@@ -134,15 +137,15 @@ def test_failed_install_keeps_the_previous_copy(
         Path(folder, "model.safetensors").write_bytes(b"half written")
         raise OSError("disk full")
 
-    save_weights_folder = hub.save_weights_folder
-    monkeypatch.setattr(hub, "save_weights_folder", crash)
+    save_weights_folder = wfiles.save_weights_folder
+    monkeypatch.setattr(wstore, "save_weights_folder", crash)
     assert run(capsys, "convert-reference", str(reference))[0] == cli.EXIT_FAILURE
     assert not store.exists() and list(store.parent.iterdir()) == []  # nothing half-installed
-    monkeypatch.setattr(hub, "save_weights_folder", save_weights_folder)
+    monkeypatch.setattr(wstore, "save_weights_folder", save_weights_folder)
 
     assert run(capsys, "convert-reference", str(reference))[0] == 0
     before = sha256_file(store / "model.safetensors")
-    monkeypatch.setattr(hub, "save_weights_folder", crash)
+    monkeypatch.setattr(wstore, "save_weights_folder", crash)
     assert run(capsys, "convert-reference", str(reference))[0] == cli.EXIT_FAILURE
     assert [p.name for p in store.parent.iterdir()] == ["v1"]
     assert sha256_file(store / "model.safetensors") == before
@@ -168,7 +171,7 @@ def test_source_out_form_writes_a_folder_without_the_train_package(
     # OUT with --install does both
     code, stdout, err = run(capsys, "convert-reference", str(reference), str(tmp_path / "again"), "--install")
     assert code == 0, err
-    assert (tmp_path / "again" / "model.safetensors").is_file() and hub.is_installed("v1")
+    assert (tmp_path / "again" / "model.safetensors").is_file() and wstore.is_installed("v1")
     assert sha256_file(tmp_path / "again" / "model.safetensors") == sha256_file(store / "model.safetensors")
 
 

@@ -1,12 +1,12 @@
-"""Score labels of :func:`featherface.visualize.draw`: inside the image, and sized for the image."""
+"""Score labels of :func:`featherface._visualize.draw`: inside the image, and sized for the image."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from featherface.types import Detection
-from featherface.visualize import draw
+from featherface._visualize import draw
+from featherface.detection import Detection
 
 
 def _face(box: tuple[float, float, float, float], score: float = 0.97) -> Detection:

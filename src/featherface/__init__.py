@@ -9,10 +9,13 @@ no OpenCV, no Hub client until used). The public submodules (:data:`SUBMODULES`)
 imported on first access: ``import featherface; featherface.io.load_image(...)`` works without
 ``import featherface.io``.
 
-What is public: the names of ``__all__`` below (the exception types a caller may catch included, also
-in :mod:`featherface.errors`) and the modules of :data:`SUBMODULES`. The detection stages are
-:mod:`featherface.pipeline`. Modules whose name starts with an underscore (``_builder``, ``_stream``,
-``_bench``, ``cli._*``...) are machinery: they may change in any 0.x release.
+What is public, all of it: the names of ``__all__`` below (the exception types a caller may catch are
+defined in :mod:`featherface.errors`) and the modules of :data:`SUBMODULES`: :mod:`featherface.errors`,
+:mod:`featherface.io` (image loading), :mod:`featherface.detection` (result types),
+:mod:`featherface.pipeline` (the detection stages), :mod:`featherface.integrations.ray`,
+:mod:`featherface.train` (training, its own surface) and :mod:`featherface.cli` (the command line, whose
+interface is the ``featherface`` command). Modules whose name starts with an underscore (``_api``,
+``_engines``, ``_weights``, ``_models``, ``_ops``...) are machinery: they may change in any 0.x release.
 """
 
 from __future__ import annotations
@@ -25,8 +28,14 @@ from featherface.errors import __all__ as _ERROR_NAMES
 
 if TYPE_CHECKING:
     from featherface._align import align, align_faces
-    from featherface.api import FaceDetector, load_model
-    from featherface.config import ModelConfig, PriorConfig, V2UltraTechniques
+    from featherface._api import FaceDetector, load_model
+    from featherface._export import export_onnx
+    from featherface._models.config import ModelConfig, PriorConfig, V2UltraTechniques
+    from featherface._options import DetectorOptions
+    from featherface._visualize import draw
+    from featherface._weights.files import save_weights_folder
+    from featherface._weights.registry import build_model, list_models
+    from featherface.detection import Detection, detections_to_arrays
     from featherface.errors import (
         ConfigMismatchError,
         ConversionError,
@@ -37,25 +46,23 @@ if TYPE_CHECKING:
         WeightsIntegrityError,
         WeightsNotInstalledError,
     )
-    from featherface.options import DetectorOptions
-    from featherface.registry import build_model, list_models
-    from featherface.types import Detection, detections_to_arrays
-    from featherface.visualize import draw
 
 _LAZY = {
-    "load_model": "featherface.api",
-    "FaceDetector": "featherface.api",
-    "DetectorOptions": "featherface.options",
-    "list_models": "featherface.registry",
-    "build_model": "featherface.registry",
-    "Detection": "featherface.types",
-    "detections_to_arrays": "featherface.types",
-    "draw": "featherface.visualize",
+    "load_model": "featherface._api",
+    "FaceDetector": "featherface._api",
+    "DetectorOptions": "featherface._options",
+    "list_models": "featherface._weights.registry",
+    "build_model": "featherface._weights.registry",
+    "Detection": "featherface.detection",
+    "detections_to_arrays": "featherface.detection",
+    "draw": "featherface._visualize",
     "align": "featherface._align",
     "align_faces": "featherface._align",
-    "ModelConfig": "featherface.config",
-    "PriorConfig": "featherface.config",
-    "V2UltraTechniques": "featherface.config",
+    "ModelConfig": "featherface._models.config",
+    "PriorConfig": "featherface._models.config",
+    "V2UltraTechniques": "featherface._models.config",
+    "export_onnx": "featherface._export",
+    "save_weights_folder": "featherface._weights.files",
     **dict.fromkeys(_ERROR_NAMES, "featherface.errors"),  # every exception type a caller may catch
 }
 """Public name -> the module that defines it (imported on first access)."""
@@ -75,6 +82,8 @@ __all__ = [
     "ModelConfig",
     "PriorConfig",
     "V2UltraTechniques",
+    "export_onnx",
+    "save_weights_folder",
     # featherface.errors (a test keeps this list, _LAZY and errors.__all__ in step)
     "ImageError",
     "DeviceError",
@@ -87,11 +96,7 @@ __all__ = [
 ]
 
 
-SUBMODULES: frozenset[str] = frozenset({
-    "api", "backends", "box_coder", "cli", "config", "convert", "errors", "export", "fuse", "hub",
-    "integrations", "io", "models", "ops", "options", "pipeline", "priors", "registry", "train", "types",
-    "visualize",
-})
+SUBMODULES: frozenset[str] = frozenset({"cli", "detection", "errors", "integrations", "io", "pipeline", "train"})
 """Submodules reachable as ``featherface.<name>`` without importing them first (imported on access)."""
 
 

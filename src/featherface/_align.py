@@ -20,8 +20,8 @@ from typing import Any, Union
 
 import numpy as np
 
+from featherface.detection import Detection
 from featherface.io import ColorOrder, ImageInput, load_image, output_color
-from featherface.types import Detection
 
 __all__ = ["align", "align_faces", "ARCFACE_TEMPLATE_112", "template", "similarity_transform"]
 
@@ -36,7 +36,7 @@ ARCFACE_TEMPLATE_112: np.ndarray = np.array(
     dtype=np.float64,
 )
 """The 5-point ArcFace template for a 112 x 112 crop, ``[5, 2]`` ``(x, y)`` in the order of
-:data:`featherface.types.LANDMARK_NAMES`. Read-only."""
+:data:`featherface.detection.LANDMARK_NAMES`. Read-only."""
 ARCFACE_TEMPLATE_112.flags.writeable = False
 
 FaceLandmarks = Union[Detection, np.ndarray, Sequence[Sequence[float]]]  # noqa: UP007 (a runtime alias)
@@ -166,7 +166,7 @@ def align(image: ImageInput, face: FaceLandmarks, size: Size = 112, *, color: Co
         image: anything :meth:`FaceDetector.detect` accepts (path, bytes, file object, array, PIL
             image, tensor), the image the landmarks refer to. Only read.
         face: a :class:`Detection`, or its five ``(x, y)`` landmarks as a ``5 x 2`` array-like in the
-            order of :data:`featherface.types.LANDMARK_NAMES` (image pixels).
+            order of :data:`featherface.detection.LANDMARK_NAMES` (image pixels).
         size: output size, ``n`` for ``n x n`` (the 112 template scaled by ``n / 112``) or
             ``(height, width)`` (template scaled by ``min(h, w) / 112``, centred).
         color: channel order of an array or tensor ``image``, as in ``detect``.

@@ -6,14 +6,14 @@ Python subprocess** (``python -m featherface._bench --worker CONFIG``), which lo
 calls and then ``--runs`` timed calls on one fixed image, and reports:
 
 - latency, p50 and p90 in milliseconds, of each stage and of the whole call, each timed with
-  ``time.perf_counter`` around the public stages of the detector's own pipeline
-  (:class:`featherface.pipeline.DetectionPipeline`; nothing is reimplemented):
+  ``time.perf_counter`` around the stage functions of :mod:`featherface.pipeline` that the
+  detector's own pipeline runs (nothing is reimplemented):
 
-  - ``preprocess``: ``pipeline.preprocess`` (image to BGR array, resize if options ask) +
-    ``pipeline.batch`` (float32, mean subtraction, NCHW / channels-last);
-  - ``network``: ``pipeline.run`` (the backend's runner);
-  - ``postprocess``: ``pipeline.decode`` (priors, decoding, score threshold, NMS) +
-    :func:`featherface.pipeline.to_original` (back to original-image pixels, :class:`Detection` objects);
+  - ``preprocess``: ``preprocess`` (image to BGR array, resize if options ask) + ``make_batch``
+    (float32, mean subtraction, NCHW / channels-last, as the runner's ``batch_spec`` asks);
+  - ``network``: the detector's runner (the backend);
+  - ``postprocess``: ``postprocess`` (score threshold, decoding against the priors, NMS) +
+    ``to_original`` (back to original-image pixels, :class:`Detection` objects);
   - ``total``: the sum per call (its percentiles are taken over calls, not summed);
 
 - the number of detections (score threshold 0.5, the default), which drives the NMS cost;
@@ -30,7 +30,7 @@ weight values, but the number of candidate boxes does, so the detection count is
 For ``onnxruntime`` the raw ONNX graph of each model is exported once, in its own subprocess,
 before the timed workers start (the export's memory does not count against a configuration).
 
-The command line (flags, checks, output files) is :mod:`featherface.cli.bench`.
+The command line (flags, checks, output files) is :mod:`featherface.cli._bench`.
 """
 
 from __future__ import annotations
@@ -97,8 +97,8 @@ def _image(width: int, height: int) -> Any:
 def _load(cfg: dict[str, Any]) -> Any:
     import torch
 
-    from featherface.api import load_model
-    from featherface.hub import WeightsError
+    from featherface._api import load_model
+    from featherface.errors import WeightsError
 
     engine = {"device": "cpu", "backend": cfg["backend"], "num_threads": cfg["threads"],
               "onnx_path": cfg.get("onnx_path")}
@@ -129,22 +129,22 @@ def run_worker(cfg: dict[str, Any]) -> dict[str, Any]:
         return {"exported": cfg.get("onnx_path")}
     det = _load(cfg)
     frame = _image(cfg["width"], cfg["height"])
-    from featherface.pipeline import to_original
+    from featherface.pipeline import make_batch, postprocess, preprocess, to_original
 
-    pipe, opts = det.pipeline, det.options
+    runner, config, opts = det.runner, det.config, det.options
     hwm_before = _vm_hwm_kib()
     pc = time.perf_counter
     times: dict[str, list[float]] = {s: [] for s in STAGES}
     n_det = -1
     for i in range(cfg["warmup"] + cfg["runs"]):
         t0 = pc()
-        prepared = pipe.preprocess(frame, opts, color="bgr")
-        batch = pipe.batch([prepared.image])
+        prepared = preprocess(frame, opts, color="bgr")
+        batch = make_batch([prepared.image], config.mean_bgr, runner.batch_spec)
         t1 = pc()
-        raw = pipe.run(batch)
+        raw = runner(batch)
         t2 = pc()
         size = prepared.network_size
-        dets = to_original(pipe.decode(raw, size, opts)[0], size, prepared.original_size)
+        dets = to_original(postprocess(raw, size, config.priors, opts)[0], size, prepared.original_size)
         t3 = pc()
         n_det = len(dets)
         if i >= cfg["warmup"]:
@@ -155,7 +155,7 @@ def run_worker(cfg: dict[str, Any]) -> dict[str, Any]:
     peak_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux
     import torch
 
-    # the torch runner sets its thread count per call (featherface.backends.TorchRunner.threads_for)
+    # the torch runner sets its thread count per call (featherface._engines.torch_runner.TorchRunner.threads_for)
     threads_for = getattr(det.runner, "threads_for", None)
     call_threads = threads_for(batch) if threads_for is not None else None
 
@@ -307,8 +307,8 @@ def run_benchmark(models: list[str], backends: list[str], sizes: list[tuple[int,
         "machine": machine_info(),
         "settings": {"runs": runs, "warmup": warmup, "image": IMAGE.name, "score_threshold": 0.5,
                      "memory": "ru_maxrss (RSS high-water) of a fresh subprocess per configuration",
-                     "stages": {"preprocess": "pipeline.preprocess + pipeline.batch", "network": "pipeline.run",
-                                "postprocess": "pipeline.decode + to_original"}},
+                     "stages": {"preprocess": "preprocess + make_batch", "network": "runner",
+                                "postprocess": "postprocess + to_original"}},
         "wall_s": round(time.time() - started, 1),
         "results": results,
     }

@@ -35,10 +35,10 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
+from featherface._options import DetectorOptions
+from featherface.detection import Detection
 from featherface.io import ColorOrder, is_file_object
-from featherface.options import DetectorOptions
 from featherface.pipeline import DetectionPipeline, PreparedImage, preprocess
-from featherface.types import Detection
 
 StreamResult = list[Detection] | Exception
 """What a stream yields for an item: its faces, or the exception that prevented reading it."""
@@ -128,7 +128,7 @@ def run_buckets(pipeline: DetectionPipeline, entries: Iterable[tuple[Any, _Entry
         group = buckets.pop(size)
         waiting -= len(group)
         prepared = [e.prepared for _, e in group]
-        for (item, e), faces in zip(group, pipeline.detect_prepared(prepared, options)):  # type: ignore[arg-type]
+        for (item, e), faces in zip(group, pipeline(prepared, options)):  # type: ignore[arg-type]
             done[e.position] = (item, faces, e.prepared.original_size)  # type: ignore[union-attr]
 
     def oldest() -> tuple[int, int]:

@@ -61,7 +61,7 @@ import numpy as np
 
 from featherface.errors import ImageError
 
-__all__ = ["load_image", "read_image_file", "ImageError", "ColorOrder", "ImageInput", "is_url", "reject_url",
+__all__ = ["load_image", "read_image_file", "ColorOrder", "ImageInput", "is_url", "reject_url",
            "is_file_object", "output_color"]
 
 ColorOrder = Literal["rgb", "bgr"]

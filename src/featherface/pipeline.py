@@ -3,7 +3,7 @@
 Every way of detecting faces goes through these stages, in this order: ``FaceDetector.detect``,
 ``detect_batch`` and ``detect_stream``, ``featherface detect``, ``featherface bench`` (which times
 them), the WIDER FACE evaluation, distillation and pseudo-labelling; the ONNX detection graph
-(:class:`featherface.export.DetectionGraph`) decodes with :func:`decode_to_pixels` and
+(``featherface.export_onnx(..., with_postprocess=True)``) decodes with :func:`decode_to_pixels` and
 :func:`face_probability` too and differs only by its ``NonMaxSuppression`` operator.
 
 ::
@@ -12,13 +12,15 @@ them), the WIDER FACE evaluation, distillation and pseudo-labelling; the ONNX de
       --preprocess-->  PreparedImage: BGR H x W x 3 at the network size + the original (H, W)
       --make_batch-->  Tensor[B, 3, H, W] float32, BGR minus the mean, laid out as runner.batch_spec says
       --runner------>  RawOutputs: loc [B, N, 4], logits [B, N, 2], landmarks [B, N, 10]
-      --decode------>  RawDetections per image, in network-input pixels (priors, scores, boxes, NMS)
+      --postprocess->  RawDetections per image, in network-input pixels (scores, decoded boxes, NMS)
       --to_original->  list[Detection] per image, in original-image pixels, clipped to the image
 
-:class:`DetectionPipeline` binds the stages to one model (its :class:`~featherface.config.ModelConfig`)
-and one :class:`Runner` (the engine that runs the network: :class:`featherface.backends.TorchRunner`
-or :class:`featherface.backends.OnnxRuntimeRunner`). Coordinates are ``(x1, y1, x2, y2)`` pixels;
-landmarks are ``(x, y)`` pairs in the order left eye, right eye, nose, left and right mouth corners.
+"Decode" means one thing here and in the box coder: offsets against priors -> coordinates
+(:func:`decode_to_pixels`). :class:`DetectionPipeline` binds the stages to one model (its
+:class:`~featherface.ModelConfig`) and one runner, the engine that runs the network (``runner(batch) ->
+RawOutputs``, a torch module or an ONNX Runtime session); calling it runs stages 2-5 for prepared images
+of one network-input size. Coordinates are ``(x1, y1, x2, y2)`` pixels; landmarks are ``(x, y)`` pairs
+in the order left eye, right eye, nose, left and right mouth corners.
 """
 
 from __future__ import annotations
@@ -26,38 +28,32 @@ from __future__ import annotations
 import math
 import warnings
 from collections.abc import Sequence
-from dataclasses import dataclass, field
-from typing import Literal, NamedTuple, Protocol, runtime_checkable
+from dataclasses import dataclass
+from typing import NamedTuple
 
 import numpy as np
 import torch
 
-from featherface.box_coder import Variances, decode_boxes, decode_landmarks
-from featherface.config import ModelConfig, PriorConfig
+from featherface._engines.base import BatchSpec, Runner
+from featherface._models.config import ModelConfig, PriorConfig
+from featherface._ops.box_coder import Variances, decode_boxes, decode_landmarks
+from featherface._ops.boxes import clip_boxes, nms
+from featherface._ops.priors import priors_like
+from featherface._options import DetectorOptions
+from featherface.detection import Detection, RawOutputs
 from featherface.io import ColorOrder, ImageInput, load_image
-from featherface.ops import nms
-from featherface.options import DetectorOptions
-from featherface.priors import priors_like
-from featherface.types import Detection
 
 __all__ = [
-    "RawOutputs",
     "PreparedImage",
-    "BatchSpec",
-    "Runner",
     "RawDetections",
     "DetectionPipeline",
     "preprocess",
     "make_batch",
     "face_probability",
     "decode_to_pixels",
-    "decode",
+    "postprocess",
     "to_original",
 ]
-
-RawOutputs = tuple[torch.Tensor, torch.Tensor, torch.Tensor]
-"""A network's raw outputs ``(loc [B, N, 4], logits [B, N, 2], landmarks [B, N, 10])``, rows in prior order."""
-
 
 # -- 1. preprocess ---------------------------------------------------------------------------------
 
@@ -100,25 +96,6 @@ def preprocess(image: ImageInput, options: DetectorOptions, *, color: ColorOrder
 
 
 # -- 2. batch --------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class BatchSpec:
-    """How a runner wants its input batch: what :func:`make_batch` builds.
-
-    Attributes:
-        device: where the batch lives. On CUDA the images are copied in pinned host memory (as uint8
-            when they are uint8: 4x less to copy) and converted on the GPU.
-        channels_last: channels-last memory layout (torch CPU runners of a fused network).
-        fill: ``"torch"`` fills the batch with torch copies; ``"numpy"`` with single-threaded numpy
-            copies, for runners of another engine (ONNX Runtime): torch's OpenMP workers then do not
-            spin-wait after a parallel copy and compete with that engine's threads (measured: ONNX
-            Runtime network time +15-20% otherwise).
-    """
-
-    device: torch.device = field(default_factory=lambda: torch.device("cpu"))
-    channels_last: bool = False
-    fill: Literal["torch", "numpy"] = "torch"
 
 
 def _tensor_view(array: np.ndarray) -> torch.Tensor:
@@ -184,22 +161,7 @@ def make_batch(images: Sequence[np.ndarray | torch.Tensor], mean_bgr: Sequence[f
 # -- 3. run ----------------------------------------------------------------------------------------
 
 
-@runtime_checkable
-class Runner(Protocol):
-    """An engine that runs a network: ``runner(batch) -> (loc, logits, landmarks)``.
-
-    ``batch`` is what :func:`make_batch` built for ``runner.batch_spec``; engine-specific input
-    handling (device moves, memory layout, conversion to the engine's arrays) happens inside the call.
-    Implementations: :class:`featherface.backends.TorchRunner`, :class:`featherface.backends.OnnxRuntimeRunner`.
-    """
-
-    name: str
-    batch_spec: BatchSpec
-
-    def __call__(self, batch: torch.Tensor) -> RawOutputs: ...
-
-
-# -- 4. decode -------------------------------------------------------------------------------------
+# -- 4. postprocess---------------------------------------------------------------------------------
 
 
 @dataclass(frozen=True)
@@ -265,13 +227,14 @@ def decode_to_pixels(loc: torch.Tensor, landmarks: torch.Tensor, priors: torch.T
     return boxes, points
 
 
-def decode(raw: RawOutputs, network_size: tuple[int, int], priors_config: PriorConfig,
+def postprocess(raw: RawOutputs, network_size: tuple[int, int], priors_config: PriorConfig,
            options: DetectorOptions) -> list[RawDetections]:
     """Raw outputs of a ``[B, 3, H, W]`` batch -> detections per image, in network-input pixels.
 
     Per image: face probability of the priors that may pass ``options.score_threshold`` (strictly
-    above), the best ``pre_nms_top_k`` of those, boxes and landmarks decoded against the priors of
-    ``network_size = (H, W)`` (:func:`featherface.priors.priors_like` of ``priors_config``, the
+    above), the best ``pre_nms_top_k`` of those, boxes and landmarks decoded (:func:`decode_to_pixels`)
+    against the priors of
+    ``network_size = (H, W)`` (:func:`featherface._ops.priors.priors_like` of ``priors_config``, the
     model's ``config.priors``), NMS at ``iou_threshold``
     (``legacy_nms``: the reference "+1 pixel" convention), at most ``max_detections`` kept.
 
@@ -308,11 +271,11 @@ def to_original(raw: RawDetections, network_size: tuple[int, int], original_size
     axis, boxes clipped to ``[0, width] x [0, height]`` (landmarks are not clipped)."""
     (h, w), (height, width) = network_size, original_size
     sx, sy = width / w, height / h
-    boxes = raw.boxes.detach().cpu().double().numpy()
+    scale = torch.tensor([sx, sy, sx, sy], dtype=torch.float64)
+    size_wh = torch.tensor([width, height], dtype=torch.float64)
+    boxes = clip_boxes(raw.boxes.detach().cpu().double() * scale, size_wh).numpy()
     pts = raw.landmarks.detach().cpu().double().numpy().reshape(-1, 5, 2)
     scores = raw.scores.detach().cpu().double().numpy()
-    boxes[:, 0::2] = np.clip(boxes[:, 0::2] * sx, 0.0, width)
-    boxes[:, 1::2] = np.clip(boxes[:, 1::2] * sy, 0.0, height)
     pts[..., 0] *= sx
     pts[..., 1] *= sy
     return [
@@ -341,24 +304,9 @@ class DetectionPipeline:
     def __repr__(self) -> str:
         return f"DetectionPipeline(model={self.config.name!r}, runner={self.runner.name!r})"
 
-    def preprocess(self, image: ImageInput, options: DetectorOptions, *, color: ColorOrder = "rgb") -> PreparedImage:
-        """Stage 1: :func:`preprocess`."""
-        return preprocess(image, options, color=color)
-
-    def batch(self, images: Sequence[np.ndarray | torch.Tensor]) -> torch.Tensor:
-        """Stage 2: :func:`make_batch` of same-size network inputs, as the runner wants it."""
-        return make_batch(images, self.config.mean_bgr, self.runner.batch_spec)
-
-    def run(self, batch: torch.Tensor) -> RawOutputs:
-        """Stage 3: the network on a batch (any layout of float32 BGR minus the mean)."""
-        return self.runner(batch)
-
-    def decode(self, raw: RawOutputs, network_size: tuple[int, int], options: DetectorOptions) -> list[RawDetections]:
-        """Stage 4: :func:`decode` with this model's priors."""
-        return decode(raw, network_size, self.config.priors, options)
-
-    def detect_prepared(self, prepared: Sequence[PreparedImage], options: DetectorOptions) -> list[list[Detection]]:
-        """Stages 2-5 for images of one network-input size: one network call, faces per image.
+    def __call__(self, prepared: Sequence[PreparedImage], options: DetectorOptions) -> list[list[Detection]]:
+        """Stages 2-5 for images of one network-input size (:func:`preprocess` made them): one network
+        call, faces per image in original-image pixels.
 
         Raises:
             ValueError: images of different network-input sizes (group them first, as
@@ -366,7 +314,8 @@ class DetectionPipeline:
         """
         size = prepared[0].network_size
         if any(p.network_size != size for p in prepared):
-            raise ValueError("detect_prepared: images of one network-input size only; got "
+            raise ValueError("DetectionPipeline: images of one network-input size only; got "
                              f"{sorted({p.network_size for p in prepared})}")
-        raw = self.run(self.batch([p.image for p in prepared]))
-        return [to_original(det, size, p.original_size) for det, p in zip(self.decode(raw, size, options), prepared)]
+        raw = self.runner(make_batch([p.image for p in prepared], self.config.mean_bgr, self.runner.batch_spec))
+        found = postprocess(raw, size, self.config.priors, options)
+        return [to_original(det, size, p.original_size) for det, p in zip(found, prepared)]

@@ -3,14 +3,18 @@
 Nothing is parsed at import time: :func:`main` builds the parser (:func:`build_parser`) on each call,
 and importing this package pulls in neither torch nor OpenCV (commands import what they need).
 
-Commands: one registration style. Every command lives in a module listed in :data:`COMMAND_MODULES`
-with the names of the commands it adds; the module defines ``register(subparsers)``, which adds its
-sub-parsers with ``subparsers.add_parser(name, help=...)`` and ``set_defaults(func=run)``, where
-``run(args) -> int`` returns the exit status. A module is imported only when one of its commands runs
-(or when the whole list is needed: ``featherface --help``, no command, an unknown command), so keep
-command modules cheap to import and import heavy dependencies inside ``run``. A listed module that
-cannot be imported is skipped (with a warning when it exists but an import inside it failed); its
-commands are then unknown.
+Commands: one registration style. Every command is added by a ``register(subparsers)`` function,
+which adds its sub-parsers with ``subparsers.add_parser(name, help=...)`` and
+``set_defaults(func=run)``, where ``run(args) -> int`` returns the exit status. The core commands live
+in the modules of :data:`COMMAND_MODULES` (each mapped to the names of its commands); other packages
+add commands through the entry-point group :data:`ENTRY_POINT_GROUP` (``featherface.commands``), one
+entry point per command name whose value is its ``register`` function: this is how the ``train``
+package's commands (``featherface train``, ``evaluate``, ``pseudo-label``, ``export-checkpoint``) are
+wired, declared in pyproject.toml, so that the command line never imports the training package by
+name. A module or entry point is loaded only when one of its commands runs (or when the whole list is
+needed: ``featherface --help``, no command, an unknown command), so keep command modules cheap to
+import and import heavy dependencies inside ``run``. One that cannot be imported is skipped (with a
+warning when it exists but an import inside it failed); its commands are then unknown.
 
 Commands that load a detector share one set of flags, :func:`add_model_arguments` (``--model``,
 ``--weights``, ``--random-weights``, ``--device``, and the detection options, whose help shows the
@@ -33,22 +37,22 @@ import importlib
 import logging
 import os
 import sys
-from collections.abc import Sequence
-from types import ModuleType
+from collections.abc import Callable, Sequence
+from importlib.metadata import entry_points
 from typing import TYPE_CHECKING, Any, NoReturn
 
 from featherface._version import __version__
 from featherface.errors import DeviceError, UnknownModelError, WeightsError
 
 if TYPE_CHECKING:
+    from featherface.cli._detect import IMAGE_EXTENSIONS, expand_inputs
+    from featherface.cli._models import format_metrics, model_table
     from featherface.cli._options import (
         add_model_arguments,
         detector_options,
         detector_options_from_args,
         load_detector_from_args,
     )
-    from featherface.cli.detect import IMAGE_EXTENSIONS, expand_inputs
-    from featherface.cli.models import format_metrics, model_table
 
 __all__ = [
     "main",
@@ -59,6 +63,7 @@ __all__ = [
     "EXIT_FAILURE",
     "EXIT_USAGE",
     "COMMAND_MODULES",
+    "ENTRY_POINT_GROUP",
     "add_model_arguments",
     "load_detector_from_args",
     "detector_options_from_args",
@@ -76,25 +81,27 @@ PROG = "featherface"
 EXIT_OK, EXIT_FAILURE, EXIT_USAGE = 0, 1, 2
 
 COMMAND_MODULES: dict[str, tuple[str, ...]] = {
-    "featherface.cli.detect": ("detect",),
-    "featherface.cli.models": ("models", "download"),
-    "featherface.cli.convert": ("convert-reference",),
-    "featherface.cli.export": ("export",),
-    "featherface.cli.bench": ("bench",),
-    "featherface.train.cli": ("train", "evaluate", "pseudo-label", "export-checkpoint"),
+    "featherface.cli._detect": ("detect",),
+    "featherface.cli._models": ("models", "download"),
+    "featherface.cli._convert": ("convert-reference",),
+    "featherface.cli._export": ("export",),
+    "featherface.cli._bench": ("bench",),
 }
-"""Command modules, each mapped to the names of the commands its ``register(subparsers)`` adds (in
-the order ``featherface --help`` lists them). See the module docstring."""
+"""Core command modules, each mapped to the names of the commands its ``register(subparsers)`` adds
+(in the order ``featherface --help`` lists them). See the module docstring."""
+
+ENTRY_POINT_GROUP = "featherface.commands"
+"""Entry-point group of the commands other packages add: ``name = "package.module:register"``."""
 
 _LAZY = {  # helpers of the command modules that scripts import from featherface.cli
     "add_model_arguments": "featherface.cli._options",
     "load_detector_from_args": "featherface.cli._options",
     "detector_options_from_args": "featherface.cli._options",
     "detector_options": "featherface.cli._options",
-    "IMAGE_EXTENSIONS": "featherface.cli.detect",
-    "expand_inputs": "featherface.cli.detect",
-    "model_table": "featherface.cli.models",
-    "format_metrics": "featherface.cli.models",
+    "IMAGE_EXTENSIONS": "featherface.cli._detect",
+    "expand_inputs": "featherface.cli._detect",
+    "model_table": "featherface.cli._models",
+    "format_metrics": "featherface.cli._models",
 }
 
 
@@ -199,33 +206,54 @@ def _command_word(argv: Sequence[str] | None) -> str | None:
     return None
 
 
-def _modules_for(argv: Sequence[str] | None) -> list[str]:
+Register = Callable[[Any], None]
+
+
+def _registrars(argv: Sequence[str] | None) -> list[Register]:
+    """The ``register`` functions to call: those owning ``argv``'s command, else all of them."""
+    plugins = list(entry_points(group=ENTRY_POINT_GROUP))
+    modules, points = list(COMMAND_MODULES), plugins
     if argv is not None:
         word = _command_word(argv)
         owners = [m for m, names in COMMAND_MODULES.items() if word in names]
-        if owners:
-            return owners
-    return list(COMMAND_MODULES)  # help, no command or a typo: list every command
+        owned = [ep for ep in plugins if ep.name == word]
+        if owners or owned:  # else: help, no command or a typo: list every command
+            modules, points = owners, owned
+    found: list[Register] = []
+    for name in modules:
+        module = _load(name, lambda name=name: importlib.import_module(name))
+        if module is not None:
+            found.append(module.register)
+    seen: set[str] = set()
+    for ep in points:  # several commands may share one register function
+        if ep.value not in seen:
+            seen.add(ep.value)
+            register = _load(ep.value, ep.load)
+            if register is not None:
+                found.append(register)
+    return found
 
 
-def _import_module(module: str) -> ModuleType | None:
+def _load(what: str, load: Callable[[], Any]) -> Any:
     try:
-        return importlib.import_module(module)
+        return load()
     except ModuleNotFoundError as exc:
-        if exc.name is not None and module.startswith(exc.name):  # the module itself is not there
-            logger.debug("featherface: CLI module %s not found; its commands are not available", module)
+        if exc.name is not None and what.startswith(exc.name):  # the module itself is not there
+            logger.debug("featherface: CLI module %s not found; its commands are not available", what)
         else:  # e.g. an optional extra is missing: the other commands still work
-            logger.warning("featherface: the commands of %s are unavailable: %s", module, exc)
+            logger.warning("featherface: the commands of %s are unavailable: %s", what, exc)
     except ImportError as exc:
-        logger.warning("featherface: the commands of %s are unavailable: %s", module, exc)
+        logger.warning("featherface: the commands of %s are unavailable: %s", what, exc)
     return None
 
 
-def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
+def build_parser(argv: Sequence[str] | None = None, *,
+                 commands: Sequence[Register] | None = None) -> argparse.ArgumentParser:
     """The ``featherface`` argument parser.
 
     With ``argv`` given, only the module that owns ``argv``'s command is imported (every module when
-    ``argv`` names no known command); with ``argv=None`` every command is included.
+    ``argv`` names no known command); with ``argv=None`` every command is included. ``commands``:
+    these ``register`` functions instead (a package's own entry point, e.g. ``python -m featherface.train``).
     """
     parser = _ArgumentParser(
         prog=PROG,
@@ -235,10 +263,8 @@ def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"{PROG} {__version__}")
     parser.add_argument("-v", "--verbose", action="count", default=0, help="log progress (INFO); -vv for DEBUG")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", title="commands", action=_Commands)
-    for name in _modules_for(argv):
-        module = _import_module(name)
-        if module is not None:
-            module.register(sub)
+    for register in _registrars(argv) if commands is None else commands:
+        register(sub)
     return parser
 
 
@@ -272,10 +298,13 @@ def _setup_logging(verbosity: int) -> None:
     root.setLevel(level)
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    """Run the ``featherface`` command line with ``argv`` (default ``sys.argv[1:]``); returns the exit code."""
+def main(argv: Sequence[str] | None = None, *, commands: Sequence[Register] | None = None) -> int:
+    """Run the ``featherface`` command line with ``argv`` (default ``sys.argv[1:]``); returns the exit code.
+
+    ``commands``: the ``register`` functions of the commands to offer (default: every command, see the
+    module docstring)."""
     argv = list(sys.argv[1:] if argv is None else argv)
-    parser = build_parser(argv)
+    parser = build_parser(argv, commands=commands)
     try:
         args = parser.parse_args(argv)
     except _ParserExit as exc:

@@ -34,8 +34,8 @@ from typing import Any
 
 import numpy as np
 
+from featherface.detection import detections_to_arrays
 from featherface.io import ColorOrder
-from featherface.types import detections_to_arrays
 
 IMAGE_COLUMNS = ("image", "bytes", "path")
 """Columns searched, in this order, for the images of a batch (unless ``column=`` is given)."""
@@ -72,12 +72,12 @@ class RayFaceDetector:
     ) -> None:
         import torch
 
-        from featherface.api import load_model
+        from featherface._api import load_model
 
         if torch_threads:
             torch.set_num_threads(torch_threads)
             # the detector sets its thread count per call: pass the actor's count on, or it would run
-            # small inputs on one thread (featherface.backends.SINGLE_THREAD_MAX_PIXELS)
+            # small inputs on one thread (featherface._engines.torch_runner.SINGLE_THREAD_MAX_PIXELS)
             options.setdefault("num_threads", torch_threads)
         self.detector = load_model(model, weights=weights, **options)
         self.column, self.batch_size, self.color = column, batch_size, color

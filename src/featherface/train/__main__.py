@@ -16,13 +16,14 @@ from collections.abc import Sequence
 
 def main(argv: Sequence[str] | None = None) -> int:
     from featherface.cli import main as cli_main
+    from featherface.train.cli import register
 
     args = list(sys.argv[1:] if argv is None else argv)
     verbosity = [a for a in args if a in ("-v", "-vv", "--verbose")]
     quiet = "-q" in args
     rest = [a for a in args if a not in ("-v", "-vv", "--verbose", "-q")]
     flags = [] if quiet else (verbosity or ["-v"])
-    return cli_main([*flags, "train", *rest])
+    return cli_main([*flags, "train", *rest], commands=[register])
 
 
 if __name__ == "__main__":

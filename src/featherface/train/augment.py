@@ -42,7 +42,7 @@ from typing import Any
 import cv2
 import numpy as np
 
-from featherface.config import ModelConfig
+from featherface._models.config import ModelConfig
 from featherface.pipeline import make_batch
 
 __all__ = [
@@ -67,7 +67,7 @@ logger = logging.getLogger(__name__)
 #: Crop side as a fraction of the image's short side, drawn uniformly (reference ``_crop``).
 CROP_SCALES: tuple[float, ...] = (0.3, 0.45, 0.6, 0.8, 1.0)
 #: Mean colour subtracted from the network input, BGR order, no std division (the authors' ``rgb_mean``):
-#: the default of :attr:`featherface.config.ModelConfig.mean_bgr`.
+#: the default of :attr:`featherface._models.config.ModelConfig.mean_bgr`.
 MEAN_BGR: tuple[float, float, float] = ModelConfig.mean_bgr
 #: Interpolations :func:`resize` chooses from, uniformly (reference ``_resize_subtract_mean``).
 INTERPOLATIONS: tuple[int, ...] = (

@@ -22,8 +22,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from featherface._builder import load_network
-from featherface.config import ModelConfig
+from featherface._models.config import ModelConfig
+from featherface._weights.loader import load_network
 from featherface.errors import ConfigMismatchError
 from featherface.train.config import TrainConfig
 
@@ -110,8 +110,8 @@ def load_checkpoint_model(
     """The network of a checkpoint, in eval mode on the CPU, with its model config and its run's
     :class:`TrainConfig` as a dict: the EMA weights when the checkpoint has them and ``use_ema``,
     else the live weights. The checkpoint is read (and its version checked) by :func:`read_checkpoint`."""
-    from featherface.hub import strip_module_prefix
-    from featherface.registry import build_model
+    from featherface._weights.files import strip_module_prefix
+    from featherface._weights.registry import build_model
 
     state = read_checkpoint(checkpoint)
     config = ModelConfig.from_dict(json.loads(state["model_config"]))
@@ -126,7 +126,7 @@ def load_checkpoint_model(
 
 def load_backbone_weights(model: nn.Module, path: str | os.PathLike) -> int:
     """Load an ImageNet MobileNetV1-0.25 safetensors file into ``model.backbone`` (strict, ``fc.*`` dropped)."""
-    from featherface.hub import load_state_dict_file, strip_module_prefix
+    from featherface._weights.files import load_state_dict_file, strip_module_prefix
 
     state = strip_module_prefix(load_state_dict_file(path))
     state = {k: v for k, v in state.items() if not k.startswith("fc.")}
@@ -150,7 +150,8 @@ def load_init_weights(model: nn.Module, path: str | os.PathLike, model_config: M
 
 def load_teacher(path: str | os.PathLike, device: torch.device) -> nn.Module:
     """A frozen V1 teacher from the authors' reference file or from one of our weight folders."""
-    from featherface.convert import ConversionError, load_reference_v1
+    from featherface._weights.convert import load_reference_v1
+    from featherface.errors import ConversionError
 
     p = Path(path)
     try:

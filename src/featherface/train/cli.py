@@ -1,11 +1,11 @@
 """Command-line entry points of the training stack: ``featherface train CONFIG``, ``featherface
 evaluate``, ``featherface pseudo-label`` and ``featherface export-checkpoint``.
 
-A command module like every other (see :mod:`featherface.cli`): it is listed by name in
-:data:`featherface.cli.COMMAND_MODULES` and defines ``register(subparsers)``; the main CLI imports it
-only when one of these commands runs (or for ``featherface --help``). The commands need the ``train``
+A command module like every other (see :mod:`featherface.cli`): it defines ``register(subparsers)``,
+declared for each of its commands in the ``featherface.commands`` entry-point group (pyproject.toml);
+the main CLI loads it only when one of these commands runs (or for ``featherface --help``). The commands need the ``train``
 extra, imported inside each ``cmd_*`` function, so this module stays cheap to import.
-(``featherface convert-reference`` is a core command, :mod:`featherface.cli.convert`: it needs only
+(``featherface convert-reference`` is a core command, :mod:`featherface.cli._convert`: it needs only
 torch and safetensors.)
 """
 
@@ -141,7 +141,7 @@ def cmd_pseudo_label(args: argparse.Namespace) -> int:
     from featherface.train.pseudo import label_landmarks, label_unlabelled
 
     if args.unlabelled:
-        from featherface.api import FaceDetector
+        from featherface._api import FaceDetector
         from featherface.train.pseudo import TeacherLabelPolicy
 
         teacher = load_teacher(args.teacher, torch.device("cpu"))

@@ -15,8 +15,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from featherface.config import ModelConfig, V2UltraTechniques
-from featherface.registry import get_config
+from featherface._models.config import ModelConfig, V2UltraTechniques
+from featherface._weights.registry import get_config
 from featherface.train.data import FaceSample, read_jsonl, read_retinaface_labels, read_widerface_bbx_gt
 from featherface.train.distill import DistillConfig
 from featherface.train.loss import LossWeights

@@ -445,7 +445,7 @@ def load_image_bgr(path: PathLike) -> np.ndarray:
 
     Raises:
         FileNotFoundError: ``path`` does not exist (the message names it).
-        ValueError: the file cannot be decoded (an :class:`featherface.io.ImageError`, naming it).
+        ValueError: the file cannot be decoded (an :class:`featherface.errors.ImageError`, naming it).
     """
     from featherface.io import read_image_file
 

@@ -68,7 +68,7 @@ def make_dev_split(
     Files: ``wider_exclude.txt`` (image paths relative to ``ROOT/train/images``), per extra source
     ``extra_exclude_<source>.txt`` (paths relative to ``EXTRA_ROOT/<source>``) and ``extra_dev.jsonl``
     (the teacher's labels of the extra dev images, paths relative to ``EXTRA_ROOT``). ``teacher`` is a
-    :class:`~featherface.api.FaceDetector`; needed only with ``extra_root``.
+    :class:`~featherface.FaceDetector`; needed only with ``extra_root``.
     """
     from featherface.train.data import load_image_bgr
     from featherface.train.pseudo import TeacherLabelPolicy, teacher_labels
@@ -195,7 +195,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.extra:
             import torch
 
-            from featherface.api import FaceDetector
+            from featherface._api import FaceDetector
             from featherface.train.checkpoint import load_teacher
 
             net = load_teacher(args.teacher, torch.device("cpu"))

@@ -41,11 +41,11 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader
 
-from featherface.config import ModelConfig
-from featherface.models import count_parameters
-from featherface.models.layers import DetectionHeads
-from featherface.priors import generate_priors
-from featherface.registry import build_model
+from featherface._models import count_parameters
+from featherface._models.config import ModelConfig
+from featherface._models.layers import DetectionHeads
+from featherface._ops.priors import generate_priors
+from featherface._weights.registry import build_model
 from featherface.train import distributed as ddp_utils
 from featherface.train.augment import TrainTransform
 from featherface.train.checkpoint import (

@@ -30,7 +30,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from featherface.config import PriorConfig
+from featherface._models.config import PriorConfig
 from featherface.train.matcher import IGNORE, match_batch, positive_mask
 
 __all__ = ["LossWeights", "MultiBoxLoss", "MatchedTargets", "cross_entropy_per_prior", "hard_negative_mask"]

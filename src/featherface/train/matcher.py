@@ -11,7 +11,7 @@ Conventions:
   columns 0-3 box ``(x1, y1, x2, y2)``; 4-13 landmarks ``(x0, y0, ..., x4, y4)`` (zeros when absent);
   14 label, ``1.0`` for a face with landmarks, ``-1.0`` for a face without, ``0.0`` for an *ignore
   region* (a face the pseudo-labelling teacher was unsure of). ``M`` may be 0.
-* ``priors[N, 4]`` in ``(cx, cy, w, h)`` form (:func:`featherface.priors.generate_priors`).
+* ``priors[N, 4]`` in ``(cx, cy, w, h)`` form (:func:`featherface._ops.priors.generate_priors`).
 * Outputs: ``loc_t[N, 4]`` encoded box offsets, ``conf_t[N]`` int64 in ``{-2, -1, 0, 1}`` (0 = background,
   :data:`IGNORE` = -2: neither face nor background; :func:`positive_mask` gives the faces),
   ``ldm_t[N, 10]`` encoded landmark offsets. Offsets of background priors are meaningless (they
@@ -42,8 +42,8 @@ from collections.abc import Sequence
 
 import torch
 
-from featherface.box_coder import Variances, encode_boxes, encode_landmarks
-from featherface.ops import box_iou
+from featherface._ops.box_coder import Variances, encode_boxes, encode_landmarks
+from featherface._ops.boxes import box_iou
 
 __all__ = ["IGNORE", "TARGET_COLUMNS", "match", "match_batch", "positive_mask", "priors_to_corners"]
 

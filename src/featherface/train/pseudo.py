@@ -25,17 +25,18 @@ import numpy as np
 import torch
 from torch import nn
 
-from featherface.config import PriorConfig
-from featherface.ops import box_iou
-from featherface.options import DetectorOptions
-from featherface.pipeline import BatchSpec, RawDetections, decode, make_batch
+from featherface._engines.base import BatchSpec
+from featherface._models.config import PriorConfig
+from featherface._ops.boxes import box_iou
+from featherface._options import DetectorOptions
+from featherface.pipeline import RawDetections, make_batch, postprocess
 from featherface.train.augment import normalise_to_image
 from featherface.train.data import FaceSample, load_image_bgr, write_jsonl
 from featherface.train.progress import progress_bar
 
 if TYPE_CHECKING:
-    from featherface.api import FaceDetector
-    from featherface.types import Detection
+    from featherface._api import FaceDetector
+    from featherface.detection import Detection
 
 __all__ = ["TeacherLabelPolicy", "label_landmarks", "label_unlabelled", "teacher_labels", "teacher_landmarks_for_boxes"]
 
@@ -76,7 +77,7 @@ def _detect(
     cfg = _prior_cfg(teacher, prior_cfg)
     with _eval_mode(teacher):
         loc, logits, ldm = teacher(x)
-    return decode((loc, logits, ldm), (h, w), cfg, options)[0]
+    return postprocess((loc, logits, ldm), (h, w), cfg, options)[0]
 
 
 @torch.no_grad()
@@ -286,7 +287,7 @@ def _rows(dets: Sequence[Detection]) -> np.ndarray:
 
 def _merge(a: np.ndarray, b: np.ndarray, iou: float) -> np.ndarray:
     """Rows of ``a`` and ``b`` after NMS on their boxes (best score first)."""
-    from featherface.ops import nms
+    from featherface._ops.boxes import nms
 
     rows = np.concatenate([a, b])
     if len(rows) == 0:

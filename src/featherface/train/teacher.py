@@ -2,7 +2,7 @@
 
 The reference V1 teacher dominates a CPU training step in torch (its modulated deformable convs
 have no fast CPU kernel there). :class:`OnnxRuntimeTeacher` exports it once, BatchNorm folded, with
-the backbone features as extra outputs (:func:`featherface.export.export_network_onnx`,
+the backbone features as extra outputs (:func:`featherface._engines.onnx_export.export_network_onnx`,
 ``with_features=True``), at opset 19 where the installed ONNX Runtime implements ``DeformConv``.
 A student whose frozen backbone equals the teacher's takes those features instead of running its own
 backbone (``TrainConfig(freeze_backbone=True, backbone_from_teacher=True)``).
@@ -14,8 +14,9 @@ import numpy as np
 import torch
 from torch import nn
 
-from featherface.backends import backend_opset, make_session
-from featherface.export import FEATURE_OUTPUTS, RAW_OUTPUTS, export_network_onnx
+from featherface._engines.onnx_export import FEATURE_OUTPUTS, export_network_onnx
+from featherface._engines.onnxruntime import backend_opset, make_session
+from featherface.detection import RAW_OUTPUT_NAMES as RAW_OUTPUTS
 
 __all__ = ["OnnxRuntimeTeacher"]
 

@@ -16,9 +16,9 @@ from typing import Any
 from torch import nn
 
 from featherface import __version__
-from featherface.config import ModelConfig
-from featherface.hub import save_weights_folder
-from featherface.models import count_parameters, thop_equivalent_parameters
+from featherface._models import count_parameters, thop_equivalent_parameters
+from featherface._models.config import ModelConfig
+from featherface._weights.files import save_weights_folder
 from featherface.train.checkpoint import load_checkpoint_model
 
 __all__ = ["WIDER_NOTE", "ModelCard", "export_model", "export_checkpoint"]

@@ -29,9 +29,9 @@ import numpy as np
 import torch
 from torch import nn
 
-from featherface.api import FaceDetector
-from featherface.config import ModelConfig
-from featherface.options import DetectorOptions
+from featherface._api import FaceDetector
+from featherface._models.config import ModelConfig
+from featherface._options import DetectorOptions
 from featherface.train.ap import evaluate_widerface, plot_pr_curves, write_predictions
 from featherface.train.progress import progress_bar
 

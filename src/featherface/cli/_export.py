@@ -1,4 +1,4 @@
-"""``featherface export``: write a detector as an ONNX file (see :mod:`featherface.export`)."""
+"""``featherface export``: write a detector as an ONNX file (see :mod:`featherface._export`)."""
 
 from __future__ import annotations
 
@@ -45,7 +45,7 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
 
 
 def _cmd_export(args: argparse.Namespace) -> int:
-    from featherface.export import export_onnx
+    from featherface._export import export_onnx
 
     out = Path(args.output)
     if out.is_dir():

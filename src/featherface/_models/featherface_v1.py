@@ -6,7 +6,7 @@ Detection via Optimal Feature Integration", *Electronics* 2025) as the authors' 
 fokouarnaud/FeatherFace in the early commits that also hold the reference weights
 ``weights/mobilenet0.25_Final.pth`` (e.g. d9c5756; later commits change the network). It is
 reproduced layer for layer so that those weights load unchanged. The paper's "0.49 M" is the ``thop``
-count of this same network (:func:`featherface.models.thop_equivalent_parameters`).
+count of this same network (:func:`featherface._models.thop_equivalent_parameters`).
 
 MobileNetV1-0.25 -> CBAM (+residual, ReLU) -> BiFPN x3 (64 ch) -> CBAM (+residual, ReLU) ->
 SSH of modulated deformable convs -> channel-shuffle block -> 1x1 heads, independently per level.
@@ -20,10 +20,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from featherface.config import ModelConfig
-from featherface.fuse import fold_bn_pair, is_foldable_bn
-from featherface.models.deform import ModulatedDeformConv2d
-from featherface.models.layers import (
+from featherface._models.config import ModelConfig
+from featherface._models.deform import ModulatedDeformConv2d
+from featherface._models.fuse import fold_bn_pair, is_foldable_bn
+from featherface._models.layers import (
     ConvBN,
     DetectionHeads,
     MobileNetV1,
@@ -33,6 +33,7 @@ from featherface.models.layers import (
     init_detector_weights,
     resize_to,
 )
+from featherface.detection import RawOutputs
 
 __all__ = [
     "FeatherFaceV1",
@@ -205,7 +206,7 @@ class DeformConvBN(nn.Module):
 
     def fuse(self) -> DeformConvBN:
         """Replace ``conv`` by :meth:`ModulatedDeformConv2d.fuse_bn` of ``bn`` (a
-        :class:`~featherface.fuse.FusedModulatedDeformConv2d`) and ``bn`` by ``nn.Identity``, in
+        :class:`~featherface._models.deform.FusedModulatedDeformConv2d`) and ``bn`` by ``nn.Identity``, in
         place; returns ``self``. A second call does nothing."""
         if isinstance(self.conv, ModulatedDeformConv2d) and is_foldable_bn(self.bn):
             self.conv = self.conv.fuse_bn(self.bn)  # type: ignore[assignment]
@@ -268,11 +269,11 @@ class FeatherFaceV1(nn.Module):
         self.heads = nn.ModuleList([DetectionHeads(c, a) for a in config.priors.anchors_per_level])
         init_detector_weights(self)
 
-    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    def forward(self, x: torch.Tensor) -> RawOutputs:
         """``x[B, 3, H, W]`` (BGR minus mean) -> ``(loc[B,N,4], logits[B,N,2], landmarks[B,N,10])``."""
         return self.forward_head(self.backbone(x))
 
-    def forward_head(self, feats: Levels) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    def forward_head(self, feats: Levels) -> RawOutputs:
         """Everything after the backbone: ``(C3[B,64,H/8,W/8], C4[B,128,H/16,W/16], C5[B,256,H/32,W/32])``
         from :class:`MobileNetV1` -> raw ``(loc, logits, landmarks)`` as :meth:`forward`.
 

@@ -7,9 +7,9 @@ immutable and per-call overrides are local, so one detector may serve concurrent
 from several threads (they share the process's torch threads).
 
 Speed: by default the detector runs a BatchNorm-folded copy of its network
-(:func:`featherface.fuse.fuse_for_inference`), in channels-last memory layout on CPU; ``fuse=False``
+(:func:`featherface._models.fuse.fuse_for_inference`), in channels-last memory layout on CPU; ``fuse=False``
 runs ``detector.network`` itself. ``backend="onnxruntime"`` runs the network with ONNX Runtime
-instead (:mod:`featherface.backends`); every other stage is the same code for every backend.
+instead (:mod:`featherface._engines.onnxruntime`); every other stage is the same code for every backend.
 The fused copy is made once, when the detector is created: later changes to ``detector.network``'s
 weights are not seen by ``detect`` (create a new detector, or use ``fuse=False``, whose detector runs
 ``network`` itself; then do not call ``network.train()`` or change its weights while other threads
@@ -28,83 +28,39 @@ import torch
 from torch import nn
 
 from featherface import _stream
-from featherface._builder import load_network
-from featherface.backends import BACKENDS, TorchRunner, import_onnxruntime, onnxruntime_runner_for
-from featherface.config import ModelConfig
-from featherface.errors import DeviceError
-from featherface.fuse import fuse_for_inference
+from featherface._engines import Engine, make_runner, select_engine
+from featherface._models.config import ModelConfig
+from featherface._options import DetectorOptions
+from featherface._weights import load_network
+from featherface.detection import Detection
 from featherface.io import ColorOrder, ImageInput, is_file_object
-from featherface.options import DetectorOptions
-from featherface.pipeline import DetectionPipeline, RawOutputs
-from featherface.registry import DEFAULT_MODEL
-from featherface.types import Detection
+from featherface.pipeline import DetectionPipeline, preprocess
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["FaceDetector", "load_model", "resolve_device", "default_device", "DEFAULT_MODEL",
-           "DetectorOptions", "DeviceError"]
-
-
-def default_device() -> torch.device:
-    """CUDA when available, else the CPU (what ``device=None`` means)."""
-    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-
-
-def _parse_device(device: str | torch.device) -> torch.device:
-    try:
-        return torch.device(device)
-    except (RuntimeError, ValueError, TypeError):
-        raise DeviceError(f"invalid device {str(device)!r}: expected 'cpu', 'cuda', 'cuda:N' or 'mps' (device= in "
-                          "Python, --device on the command line)") from None
-
-
-def resolve_device(device: str | torch.device | None) -> torch.device:
-    """The ``torch.device`` for ``device`` (``None``: :func:`default_device`), checked to exist here.
-
-    The one device check of the package: :func:`load_model`, :class:`FaceDetector` and the command
-    line's ``--device`` all go through it, so they report an unusable device with the same message.
-
-    Raises:
-        DeviceError: (a ``ValueError``) an invalid name, or CUDA / MPS requested on a machine (or a
-            torch build) without it, or a CUDA index this machine does not have.
-    """
-    if device is None:
-        return default_device()
-    dev = _parse_device(device)
-    fallback = "use device 'cpu' instead (device='cpu' or device=None in Python, --device cpu or no --device on the command line)"
-    if dev.type == "cuda":
-        if not torch.cuda.is_available():
-            why = ("this torch build has no CUDA support" if torch.version.cuda is None
-                   else f"torch {torch.__version__} found no usable GPU or driver")
-            raise DeviceError(f"device {str(device)!r}: CUDA is not available on this machine ({why}); {fallback}")
-        count = torch.cuda.device_count()
-        if dev.index is not None and dev.index >= count:
-            raise DeviceError(f"device {str(device)!r}: this machine has {count} CUDA device(s) "
-                              f"(cuda:0 to cuda:{count - 1})")
-    elif dev.type == "mps":
-        mps = getattr(torch.backends, "mps", None)
-        if mps is None or not mps.is_available():
-            raise DeviceError(f"device {str(device)!r}: MPS (Apple GPU) is not available on this machine; {fallback}")
-    return dev
+__all__ = ["FaceDetector", "load_model"]
 
 
 class FaceDetector:
     """A face detector: network + engine + detection options.
 
     Create it with :func:`featherface.load_model`. ``detect`` returns a list of :class:`Detection`
-    with boxes and landmarks in original-image pixels. The keywords ``backend``, ``fuse``,
-    ``channels_last``, ``num_threads`` and ``onnx_path`` mean what they mean for ``load_model``.
+    with boxes and landmarks in original-image pixels. The keywords ``device``, ``backend``, ``fuse``,
+    ``channels_last``, ``num_threads`` and ``onnx_path`` mean what they mean for ``load_model``
+    (``engine``: an engine choice already checked, as ``load_model`` passes it; the other engine
+    keywords are then not used). The detector stores what it is given and the engine it makes.
 
     Attributes:
         network: the network as loaded (eval mode, BatchNorms not folded): use it to read or save
             the weights. With ``fuse=True`` (default) ``detect`` runs a folded copy made when the
             detector was created, so later changes to ``network`` are not seen by ``detect``.
-        pipeline: the :class:`~featherface.pipeline.DetectionPipeline` every ``detect*`` call runs:
-            its public stages (``preprocess``, ``batch``, ``run``, ``decode``, ``detect_prepared``)
-            are there for benchmarks and custom batching.
-        runner: the engine that runs the network (``pipeline.runner``, a
-            :class:`~featherface.pipeline.Runner`): a ``TorchRunner`` (``runner.module`` is the module
-            actually run) or an ``OnnxRuntimeRunner`` (``runner.session``, ``runner.path``).
+        pipeline: the :class:`~featherface.pipeline.DetectionPipeline` every ``detect*`` call runs
+            (``pipeline(prepared, options)``); its stages are the functions of
+            :mod:`featherface.pipeline`, for benchmarks and custom batching.
+        runner: the engine that runs the network (``pipeline.runner``; ``runner(batch)`` -> raw
+            outputs for a batch built by ``make_batch(images, config.mean_bgr, runner.batch_spec)``):
+            a torch runner (``runner.module`` is the module actually run) or an ONNX Runtime runner
+            (``runner.session``, ``runner.path``).
         config: the model's :class:`ModelConfig`.
         options: the default :class:`DetectorOptions` of ``detect`` calls.
     """
@@ -122,36 +78,21 @@ class FaceDetector:
         channels_last: bool | None = None,
         num_threads: int | None = None,
         onnx_path: str | os.PathLike | None = None,
+        engine: Engine | None = None,
     ) -> None:
-        if backend not in BACKENDS:
-            raise ValueError(f"unknown backend {backend!r}; use one of {', '.join(BACKENDS)}")
-        if num_threads is not None:
-            if isinstance(num_threads, bool) or not isinstance(num_threads, int) or num_threads <= 0:
-                raise ValueError(f"num_threads must be a positive int or None, got {num_threads!r}")
-        if onnx_path is not None and backend != "onnxruntime":
-            raise ValueError("onnx_path= is only used with backend='onnxruntime'")
-        if backend == "onnxruntime":
-            if device is not None and _parse_device(device).type != "cpu":
-                raise ValueError(f"the onnxruntime backend runs on the CPU; got device={str(device)!r}")
-            device = "cpu"
-        if options is not None and not isinstance(options, DetectorOptions):
-            raise TypeError(f"options must be a DetectorOptions, got {type(options).__name__}")
-        self.device = resolve_device(device)
+        self.options = _checked_options(options)
+        if engine is not None and (device, backend, fuse, channels_last, num_threads, onnx_path) != (
+                None, "torch", True, None, None, None):
+            raise ValueError("pass engine= or the engine keywords (device, backend, ...), not both")
+        if engine is None:
+            engine = select_engine(backend, device, fuse=fuse, channels_last=channels_last,
+                                   num_threads=num_threads, onnx_path=onnx_path)
+        self.device = engine.device
         self.network = network.to(self.device).eval()
         self.config = config
-        self.options = options or DetectorOptions()
         self.weights_source = weights_source
-        self.num_threads = num_threads
-        if backend == "onnxruntime":
-            runner: Any = onnxruntime_runner_for(self.network, config, onnx_path=onnx_path,
-                                                 cache=weights_source != "random", num_threads=num_threads)
-        else:
-            module = fuse_for_inference(self.network) if fuse else self.network
-            if channels_last is None:  # measured faster for both networks on CPU (docs/deployment.md)
-                channels_last = fuse and self.device.type == "cpu"
-            if channels_last:  # with fuse=False this converts ``network`` itself (same parameters)
-                module = module.to(memory_format=torch.channels_last)
-            runner = TorchRunner(module, self.device, channels_last=channels_last, num_threads=num_threads)
+        self.num_threads = engine.num_threads
+        runner = make_runner(self.network, config, engine, cache=weights_source != "random")
         self.pipeline = DetectionPipeline(config, runner)
 
     @property
@@ -174,14 +115,6 @@ class FaceDetector:
             f"weights={self.weights_source!r})"
         )
 
-    def forward_raw(self, batch: torch.Tensor) -> RawOutputs:
-        """Run the network on a prepared ``[B, 3, H, W]`` tensor; raw ``(loc, logits, landmarks)``.
-
-        ``batch`` is float32 BGR with the mean subtracted (``detector.pipeline.batch(images)`` builds
-        it), any memory layout; the call goes to the detector's engine (``pipeline.run``).
-        """
-        return self.pipeline.run(batch)
-
     def detect(self, image: ImageInput, *, color: ColorOrder = "rgb", **options: Any) -> list[Detection]:
         """Detect faces in one image.
 
@@ -199,7 +132,7 @@ class FaceDetector:
         if isinstance(image, torch.Tensor) and image.ndim == 4 and image.shape[0] != 1:
             raise ValueError(f"detect() takes one image; got a batch tensor of shape {tuple(image.shape)}, use detect_batch")
         opts = self.options.updated(**options)
-        return self.pipeline.detect_prepared([self.pipeline.preprocess(image, opts, color=color)], opts)[0]
+        return self.pipeline([preprocess(image, opts, color=color)], opts)[0]
 
     __call__ = detect
 
@@ -218,7 +151,7 @@ class FaceDetector:
             images = list(images)
         elif isinstance(images, (str, bytes, np.ndarray)) or is_file_object(images) or not isinstance(images, Iterable):
             raise TypeError("detect_batch expects a list (or other iterable) of images")
-        prepared = [self.pipeline.preprocess(img, opts, color=color) for img in images]
+        prepared = [preprocess(img, opts, color=color) for img in images]
         return _stream.detect_all(self.pipeline, prepared, opts)
 
     def detect_stream(
@@ -287,7 +220,7 @@ def load_model(
         backend: ``"torch"`` (default) or ``"onnxruntime"`` (CPU only; needs the onnx extra:
             ``pip install "featherface[onnx]"``). The ONNX Runtime backend runs the raw ONNX graph
             of the loaded weights, exported on first use and cached (see
-            :mod:`featherface.backends`); detections are decoded by the same code as with torch.
+            docs/deployment.md); detections are decoded by the same code as with torch.
             ``detector.backend`` tells which one runs.
         fuse: run a copy of the network with every BatchNorm folded into the preceding conv
             (same outputs to float32 rounding, faster). ``detector.network`` stays the unfused network.
@@ -297,7 +230,7 @@ def load_model(
             duration of the call and restored after (``torch.set_num_threads`` is process-wide while
             the call runs); with ONNX Runtime, the session's intra-op threads. ``None`` (default):
             on the CPU, one thread for network inputs up to about a megapixel
-            (:data:`featherface.backends.SINGLE_THREAD_MAX_PIXELS`), the process's count above;
+            (1,100,000 pixels), the process's count above;
             chosen so that several processes or a busy core next to the detector do not slow each
             call several times over (docs/concepts.md, "Threads").
         onnx_path: with ``backend="onnxruntime"``: use this raw ONNX graph (exported there first if
@@ -316,15 +249,15 @@ def load_model(
             or config mismatches, and ``WeightsNotInstalledError`` for ``v1`` before
             ``featherface convert-reference``).
     """
-    if options is not None and not isinstance(options, DetectorOptions):
-        raise TypeError(f"options must be a DetectorOptions, got {type(options).__name__}")
-    opts = (options or DetectorOptions()).updated(**overrides)
-    if backend != "onnxruntime":  # checked before any weights are read (onnxruntime: by FaceDetector)
-        device = resolve_device(device)
-    if backend == "onnxruntime":
-        import_onnxruntime()  # before loading any weights
+    opts = _checked_options(options).updated(**overrides)
+    engine = select_engine(backend, device, fuse=fuse, channels_last=channels_last, num_threads=num_threads,
+                           onnx_path=onnx_path)  # checked before any weights are read
     loaded = load_network(name, weights=weights, revision=revision, cache_dir=cache_dir,
                           local_files_only=local_files_only, sha256=sha256, pretrained=pretrained)
-    return FaceDetector(loaded.network, loaded.config, device=device, options=opts, weights_source=loaded.source,
-                        backend=backend, fuse=fuse, channels_last=channels_last, num_threads=num_threads,
-                        onnx_path=onnx_path)
+    return FaceDetector(loaded.network, loaded.config, options=opts, weights_source=loaded.source, engine=engine)
+
+
+def _checked_options(options: DetectorOptions | None) -> DetectorOptions:
+    if options is not None and not isinstance(options, DetectorOptions):
+        raise TypeError(f"options must be a DetectorOptions, got {type(options).__name__}")
+    return options or DetectorOptions()

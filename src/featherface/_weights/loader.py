@@ -1,9 +1,9 @@
 """The one way from a model name or a weights path to a loaded network: resolve -> build -> load.
 
 :func:`load_network` is used by :func:`featherface.load_model`, the command line (through
-``load_model``), training (the teacher, ``init_weights``) and the ONNX exporter; the converter of the
-authors' V1 weights builds through the same :func:`featherface.registry.build_model` (the one
-architecture table is :data:`featherface.models.NETWORKS`).
+``load_model``) and training (the teacher, ``init_weights``); the converter of the authors' V1 weights
+builds through the same :func:`featherface._weights.registry.build_model` (the one
+architecture table is :data:`featherface._models.NETWORKS`).
 """
 
 from __future__ import annotations
@@ -15,10 +15,11 @@ from pathlib import Path
 
 from torch import nn
 
-from featherface.config import ModelConfig
+from featherface._models.config import ModelConfig
+from featherface._weights.files import load_weights_into
+from featherface._weights.registry import DEFAULT_MODEL, build_model, get_spec
+from featherface._weights.resolve import resolve_weights
 from featherface.errors import ConfigMismatchError
-from featherface.hub import load_weights_into, resolve_weights
-from featherface.registry import DEFAULT_MODEL, build_model, get_spec
 
 logger = logging.getLogger(__name__)
 
@@ -31,7 +32,7 @@ class LoadedNetwork:
 
     Attributes:
         network: the network (``network.config`` is ``config``).
-        config: the model's :class:`~featherface.config.ModelConfig`, from the weights' ``config.json``
+        config: the model's :class:`~featherface._models.config.ModelConfig`, from the weights' ``config.json``
             or the registry.
         source: ``"explicit"`` (a ``weights=`` path), ``"hub"``, ``"packaged"``, ``"installed"`` or ``"random"``.
         model_file: the ``.safetensors`` file loaded (``None`` for a random network).
@@ -54,8 +55,8 @@ def load_network(
     pretrained: bool = True,
     expected_config: ModelConfig | None = None,
 ) -> LoadedNetwork:
-    """Resolve weights (:func:`featherface.hub.resolve_weights`), build the network of their config
-    (:func:`featherface.registry.build_model`) and strictly load them (nothing is loaded half-way).
+    """Resolve weights (:func:`featherface._weights.resolve.resolve_weights`), build the network of their config
+    (:func:`featherface._weights.registry.build_model`) and strictly load them (nothing is loaded half-way).
 
     Args:
         name: a registered model; ``None`` with ``weights`` (a folder with its own ``config.json``)

@@ -9,14 +9,14 @@ first, and
 
 - replaces every module that defines a ``fuse()`` method by what that method returns (the module
   folds what it owns, e.g. its ``conv -> BN`` pair, and returns itself or a replacement; the
-  featherface building blocks define it, see :mod:`featherface.models`);
+  featherface building blocks define it, see :mod:`featherface._models`);
 - folds ``conv -> BN`` pairs that are consecutive children of an ``nn.Sequential`` (the MobileNetV1
   ``conv_bn`` / ``conv_dw`` blocks, the V2 Ultra BiFPN block ``dw -> pw -> BN -> ReLU``).
 
 The other names here are the generic helpers those ``fuse()`` methods are made of:
 :func:`fold_bn_into_conv`, :func:`fold_bn_pair`, :func:`fold_sequential`,
-:func:`folded_weight_and_bias`, and :class:`FusedModulatedDeformConv2d` (a modulated deformable conv
-with a BatchNorm folded in and its offset and modulation predictors merged into one conv).
+:func:`folded_weight_and_bias` (layer-specific fused modules live next to their layer, e.g.
+:class:`featherface._models.deform.FusedModulatedDeformConv2d`).
 
 Folded BatchNorms are replaced by ``nn.Identity``. A BatchNorm that does not directly follow a
 convolution (none in the shipped networks; possible in custom variants) is left as it is.
@@ -32,8 +32,6 @@ import logging
 import torch
 from torch import nn
 
-from featherface.ops import modulated_deform_conv2d
-
 logger = logging.getLogger(__name__)
 
 __all__ = [
@@ -43,7 +41,6 @@ __all__ = [
     "fold_sequential",
     "folded_weight_and_bias",
     "is_foldable_bn",
-    "FusedModulatedDeformConv2d",
     "count_batchnorms",
 ]
 
@@ -107,53 +104,6 @@ def fold_sequential(seq: nn.Sequential) -> int:
             setattr(seq, name, nn.Identity())
             n += 1
     return n
-
-
-class FusedModulatedDeformConv2d(nn.Module):
-    """Inference form of a modulated deformable conv (DCNv2) followed by a BatchNorm.
-
-    The BatchNorm is folded into the main weight plus a bias, and the offset (``2K`` channels) and
-    modulation (``K`` channels, mask ``2 * sigmoid``) predictors, two convs on the same input, are
-    merged into one conv ``offset_mask`` with ``3K`` outputs (their weights stacked), so the input is
-    read once. Built by :meth:`from_parts` (for featherface's layer:
-    :meth:`featherface.models.deform.ModulatedDeformConv2d.fuse_bn`).
-    """
-
-    def __init__(self, offset_mask: nn.Conv2d, weight: torch.Tensor, bias: torch.Tensor, padding: int) -> None:
-        super().__init__()
-        self.offset_mask = offset_mask
-        self.weight = nn.Parameter(weight, requires_grad=False)
-        self.bias = nn.Parameter(bias, requires_grad=False)
-        self.padding = padding
-        self.taps = offset_mask.out_channels // 3
-
-    @classmethod
-    def from_parts(cls, offset: nn.Conv2d, modulator: nn.Conv2d, weight: torch.Tensor, padding: int,
-                   bn: nn.BatchNorm2d) -> FusedModulatedDeformConv2d:
-        """Merge the ``offset`` and ``modulator`` predictor convs and fold ``bn`` into ``weight[O, C, kh, kw]``.
-
-        The deformable conv is ``modulated_deform_conv2d(x, offset(x), 2 * sigmoid(modulator(x)),
-        weight, padding=padding)`` (no bias); the result computes ``bn`` of it.
-        """
-        if weight.shape[0] != bn.num_features:
-            raise ValueError(f"cannot fold BatchNorm2d({bn.num_features}) into a DCN with {weight.shape[0]} outputs")
-        merged = nn.Conv2d(offset.in_channels, offset.out_channels + modulator.out_channels,
-                           offset.kernel_size, offset.stride, offset.padding,  # type: ignore[arg-type]
-                           bias=True, device=offset.weight.device, dtype=offset.weight.dtype)
-        with torch.no_grad():
-            merged.weight.copy_(torch.cat([offset.weight, modulator.weight], 0))
-            zeros = offset.weight.new_zeros(offset.out_channels + modulator.out_channels)
-            parts = [offset.bias if offset.bias is not None else zeros[: offset.out_channels],
-                     modulator.bias if modulator.bias is not None else zeros[: modulator.out_channels]]
-            merged.bias.copy_(torch.cat(parts, 0))  # type: ignore[union-attr]
-        w, b = folded_weight_and_bias(weight, None, bn)
-        return cls(merged, w, b, padding)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        om = self.offset_mask(x)
-        k = self.taps
-        offset, mask = om[:, : 2 * k], 2.0 * torch.sigmoid(om[:, 2 * k:])
-        return modulated_deform_conv2d(x, offset, mask, self.weight, self.bias, padding=self.padding)
 
 
 def count_batchnorms(model: nn.Module) -> int:

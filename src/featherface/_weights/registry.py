@@ -1,20 +1,74 @@
-"""The table of model variants: ``list_models()``, ``get_spec(name)``, ``build_model(name)``."""
+"""The table of model facts: every registered variant's config, description, published or installable
+weights and install hint. ``list_models()``, ``get_spec(name)``, ``build_model(name)``."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
 from torch import nn
 
-from featherface.config import (
-    ModelConfig,
-    ModelSpec,
-    PriorConfig,
-    ReferenceWeights,
-    V2UltraTechniques,
-    WeightsSpec,
-)
+from featherface._models import create_network
+from featherface._models.config import ModelConfig, PriorConfig, V2UltraTechniques
 from featherface.errors import UnknownModelError
 
-__all__ = ["list_models", "get_spec", "get_config", "build_model", "register_model", "unregister_model"]
+__all__ = ["ModelSpec", "WeightsSpec", "ReferenceWeights", "DEFAULT_MODEL", "list_models", "get_spec", "get_config",
+           "build_model", "register_model", "unregister_model", "install_hint"]
+
+
+@dataclass(frozen=True)
+class WeightsSpec:
+    """Where a model's published weights live and what they must hash to.
+
+    ``revision`` is a Hub commit hash, never a branch name; ``None`` means the weights are not on the
+    Hub yet (``repo_id`` is where they will be published) and only the packaged copy is used.
+    ``packaged`` names the folder inside the wheel (``featherface/weights/<packaged>/``) that is used
+    when the Hub cannot be reached. ``metrics`` holds measured numbers only; ``metrics_protocol``
+    says how they were measured.
+    """
+
+    repo_id: str
+    revision: str | None
+    filename: str
+    sha256: str
+    num_params: int
+    license: str
+    config_filename: str = "config.json"
+    packaged: str | None = None
+    metrics: Mapping[str, float] = field(default_factory=dict)
+    metrics_protocol: str = ""
+
+
+@dataclass(frozen=True)
+class ReferenceWeights:
+    """Weights that featherface may not ship but that users install themselves (``v1``: the authors'
+    release, installed by ``featherface convert-reference FILE``): where the exact file is and what it
+    hashes to, its licence, and the metrics measured on it (with ``metrics_protocol``).
+    """
+
+    repository: str
+    commit: str
+    path: str
+    url: str
+    sha256: str
+    license: str
+    metrics: Mapping[str, float] = field(default_factory=dict)
+    metrics_protocol: str = ""
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """A registry entry: architecture config, a one-line description, optional published weights, and
+    optionally the third-party weights that users install themselves (``reference``)."""
+
+    name: str
+    config: ModelConfig
+    description: str
+    weights: WeightsSpec | None = None
+    reference: ReferenceWeights | None = None
+    install_hint: str | None = None
+    """For weights that are not published but can be installed locally: how to get and install them."""
+
 
 _V1 = ModelConfig(
     name="v1",
@@ -47,7 +101,7 @@ _REGISTRY: dict[str, ModelSpec] = {
         config=_V1,
         description="FeatherFace V1 (authors' network): MobileNetV1-0.25, CBAM, BiFPN x3, DCN SSH; 592,371 params",
         # The authors' weights (MIT), not shipped: installed by `featherface convert-reference FILE`. The
-        # file at the head of their repository is another network; this commit's is V1 (featherface.convert).
+        # file at the head of their repository is another network; this commit's is V1 (featherface._weights.convert).
         reference=ReferenceWeights(
             repository="https://github.com/fokouarnaud/FeatherFace",
             commit="17aa64df020d74294ded842aa67dbfbf51d7e521",
@@ -60,6 +114,14 @@ _REGISTRY: dict[str, ModelSpec] = {
             metrics={"easy": 0.9147290290562381, "medium": 0.9005667009559524, "hard": 0.7590194899871442},
             metrics_protocol="AP on the full WIDER FACE val set (3,226 images), original size, official protocol; "
                              "the authors' weights converted by convert-reference",
+        ),
+        install_hint=(
+            "the v1 weights are the FeatherFace authors' release (MIT licence) and are not shipped with "
+            "featherface; get weights/mobilenet0.25_Final.pth of https://github.com/fokouarnaud/FeatherFace at commit "
+            "17aa64d (https://raw.githubusercontent.com/fokouarnaud/FeatherFace/17aa64df020d74294ded842aa67dbfbf51d7e521/"
+            "weights/mobilenet0.25_Final.pth, sha256 78cee1c6b825d155d2778e39c27b39b2edb4c45249bed34ffe8a5a80f65f6a00; "
+            "the file at the repository's head is another network), then run 'featherface convert-reference PATH' "
+            "once to install them, after which load_model(\"v1\") works offline"
         ),
     ),
     "v2_ultra": ModelSpec(
@@ -112,8 +174,6 @@ def build_model(name_or_config: str | ModelConfig) -> nn.Module:
     The network's ``forward`` maps ``x[B, 3, H, W]`` (BGR minus ``config.mean_bgr``) to raw
     ``(loc[B, N, 4], logits[B, N, 2], landmarks[B, N, 10])``.
     """
-    from featherface.models import create_network
-
     config = name_or_config if isinstance(name_or_config, ModelConfig) else get_config(name_or_config)
     return create_network(config)
 
@@ -134,3 +194,10 @@ def unregister_model(name: str) -> None:
     if name in _BUILTIN:
         raise ValueError(f"cannot unregister the built-in model {name!r}")
     _REGISTRY.pop(name, None)
+
+
+def install_hint(name: str) -> str | None:
+    """How to get and install the weights of ``name`` when they are not published, else None
+    (:attr:`ModelSpec.install_hint`; None for an unknown name too)."""
+    spec = _REGISTRY.get(name)
+    return None if spec is None else spec.install_hint

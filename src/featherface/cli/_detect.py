@@ -116,8 +116,8 @@ def _plural(n: int, word: str) -> str:
 
 def _cmd_detect(args: argparse.Namespace) -> int:
     from featherface._stream import detect_files
+    from featherface._visualize import draw
     from featherface.io import read_image_file
-    from featherface.visualize import draw
 
     if args.batch_size < 1 or args.workers < 0:
         raise CLIError("--batch-size must be >= 1 and --workers >= 0", EXIT_USAGE)

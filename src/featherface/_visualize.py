@@ -6,8 +6,8 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from featherface.detection import Detection
 from featherface.io import ColorOrder, ImageInput, load_image, output_color
-from featherface.types import Detection
 
 __all__ = ["draw", "label_font", "label_origin", "LANDMARK_COLORS_BGR"]
 

@@ -1,22 +1,10 @@
-"""Inference engines behind :class:`featherface.FaceDetector`: the network call, nothing else.
+"""The ONNX Runtime engine: an ONNX Runtime session of the raw graph
+(:func:`featherface._engines.onnx_export.export_network_onnx`), CPU execution provider, all graph
+optimisations, worker threads that stop spinning when a run returns. The graph is exported at opset 19
+(V1's deformable convs as native ``DeformConv``) where the installed ONNX Runtime implements
+``DeformConv``, else at opset 17 (:func:`backend_opset`). ``InferenceSession.run`` is thread-safe.
 
-Each runner implements the :class:`featherface.pipeline.Runner` protocol: it maps a batch
-``[B, 3, H, W]`` (float32, BGR minus the mean, built by :func:`featherface.pipeline.make_batch` as its
-``batch_spec`` asks) to the raw outputs ``(loc, logits, landmarks)``; every other stage of
-:mod:`featherface.pipeline` is shared, so every backend produces detections through the same code.
-
-- :class:`TorchRunner` (``"torch"``): a PyTorch module under ``torch.inference_mode``; by default the
-  BatchNorm-folded copy of the network (:func:`featherface.fuse.fuse_for_inference`), in
-  channels-last memory layout on CPU.
-- :class:`OnnxRuntimeRunner` (``"onnxruntime"``): an ONNX Runtime session of the raw graph
-  (:func:`featherface.export.export_network_onnx`), CPU execution provider, all graph optimisations,
-  worker threads that stop spinning when a run returns. The graph is exported at opset 19 (V1's
-  deformable convs as native ``DeformConv``) where the installed ONNX Runtime implements
-  ``DeformConv``, else at opset 17 (:func:`backend_opset`).
-
-Both are safe to call from several threads at once (``InferenceSession.run`` is thread-safe).
-
-ONNX files exported for the ONNX Runtime backend are cached in ``$FEATHERFACE_CACHE/onnx/``
+ONNX files exported for this engine are cached in ``$FEATHERFACE_CACHE/onnx/``
 (default ``~/.cache/featherface/onnx/``, or ``$XDG_CACHE_HOME/featherface/onnx/``), one file per
 weights digest (sha256 of the network's tensors and config), featherface version and opset, so a
 second ``load_model(..., backend="onnxruntime")`` with the same weights does not export again.
@@ -31,8 +19,6 @@ import json
 import logging
 import os
 import tempfile
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -40,28 +26,25 @@ import numpy as np
 import torch
 from torch import nn
 
+from featherface._cache import featherface_cache_dir
+from featherface._engines.base import BatchSpec
+from featherface._engines.onnx_export import DEFAULT_OPSET, NATIVE_DEFORM_OPSET, export_network_onnx
+from featherface._models.config import ModelConfig
 from featherface._version import __version__
-from featherface.config import ModelConfig
-from featherface.pipeline import BatchSpec, RawOutputs
+from featherface.detection import RAW_OUTPUT_NAMES, RawOutputs
 
 logger = logging.getLogger(__name__)
 
 __all__ = [
-    "SINGLE_THREAD_MAX_PIXELS",
-    "torch_threads",
-    "make_session",
-    "BACKENDS",
-    "TorchRunner",
-    "OnnxRuntimeRunner",
     "import_onnxruntime",
+    "make_session",
+    "OnnxRuntimeRunner",
     "onnx_cache_dir",
     "onnxruntime_has_deform_conv",
     "backend_opset",
     "weights_digest",
     "onnxruntime_runner_for",
 ]
-
-BACKENDS = ("torch", "onnxruntime")
 
 _ONNX_HINT = 'pip install "featherface[onnx]"'
 
@@ -75,69 +58,6 @@ def import_onnxruntime() -> Any:
             f"the onnxruntime backend needs the onnxruntime package, which is not installed: {_ONNX_HINT}"
         ) from exc
     return onnxruntime
-
-
-#: On the CPU, a call whose network input holds at most this many pixels (summed over the batch)
-#: runs on one torch thread unless ``num_threads`` says otherwise; larger ones use the process's
-#: thread count. Chosen by measurement (``benchmarks/shared_machine.py``, docs/concepts.md): two
-#: processes that each run torch's default of one thread per core on the same cores slow each other
-#: down several times over (OpenMP workers spin-wait for a core the other process holds), while
-#: one thread per call loses little alone on inputs of this size.
-SINGLE_THREAD_MAX_PIXELS = 1_100_000
-
-
-@contextmanager
-def torch_threads(num_threads: int | None) -> Iterator[None]:
-    """Run the body with ``torch.set_num_threads(num_threads)`` and restore the previous count after
-    (``None``: leave it). The count is process-wide while the body runs."""
-    previous = torch.get_num_threads()
-    if num_threads is None or num_threads == previous:
-        yield
-        return
-    torch.set_num_threads(num_threads)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(previous)
-
-
-class TorchRunner:
-    """Runs a PyTorch module on ``device`` under ``torch.inference_mode``.
-
-    Args:
-        module: the network (eval mode, already on ``device``).
-        device: where the batch is moved before the call.
-        channels_last: run in channels-last memory layout (``module`` must have been converted).
-        num_threads: torch CPU threads for each call (set for the call, then restored). ``None``:
-            one thread for inputs of at most :data:`SINGLE_THREAD_MAX_PIXELS` pixels, the process's
-            count above (CPU only).
-    """
-
-    name = "torch"
-
-    def __init__(self, module: nn.Module, device: torch.device, *, channels_last: bool = False,
-                 num_threads: int | None = None) -> None:
-        self.module = module
-        self.device = device
-        self.channels_last = channels_last
-        self.num_threads = num_threads
-        self.batch_spec = BatchSpec(device=device, channels_last=channels_last)
-
-    def threads_for(self, batch: torch.Tensor) -> int | None:
-        """The torch thread count a call on ``batch`` (``[B, 3, H, W]``) runs with (``None``: unchanged)."""
-        if self.device.type != "cpu":
-            return None
-        if self.num_threads is not None:
-            return self.num_threads
-        pixels = batch.shape[0] * batch.shape[-2] * batch.shape[-1]
-        return 1 if pixels <= SINGLE_THREAD_MAX_PIXELS else None
-
-    def __call__(self, batch: torch.Tensor) -> RawOutputs:
-        with torch.inference_mode(), torch_threads(self.threads_for(batch)):
-            x = batch.to(self.device)
-            if self.channels_last:
-                x = x.contiguous(memory_format=torch.channels_last)
-            return self.module(x)
 
 
 def make_session(model: str | os.PathLike | bytes, *, num_threads: int | None = None,
@@ -173,7 +93,7 @@ class OnnxRuntimeRunner:
     """
 
     name = "onnxruntime"
-    output_names = ("loc", "logits", "landmarks")
+    output_names = RAW_OUTPUT_NAMES
     batch_spec = BatchSpec(fill="numpy")  # single-threaded fill: no torch OpenMP workers next to ORT's
 
     def __init__(self, model: str | os.PathLike | bytes, *, num_threads: int | None = None,
@@ -199,13 +119,8 @@ class OnnxRuntimeRunner:
 
 
 def onnx_cache_dir() -> Path:
-    """``$FEATHERFACE_CACHE/onnx``, else ``$XDG_CACHE_HOME/featherface/onnx``, else ``~/.cache/featherface/onnx``."""
-    root = os.environ.get("FEATHERFACE_CACHE")
-    if root:
-        return Path(root).expanduser() / "onnx"
-    xdg = os.environ.get("XDG_CACHE_HOME")
-    base = Path(xdg).expanduser() if xdg else Path.home() / ".cache"
-    return base / "featherface" / "onnx"
+    """``<featherface cache>/onnx`` (:func:`featherface._cache.featherface_cache_dir`)."""
+    return featherface_cache_dir() / "onnx"
 
 
 def weights_digest(network: nn.Module, config: ModelConfig | None = None) -> str:
@@ -256,8 +171,6 @@ def onnxruntime_has_deform_conv() -> bool:
 def backend_opset() -> int:
     """The opset of the graphs the ONNX Runtime backend exports: 19 (V1's deformable convs as native
     ``DeformConv``, measured faster) where the installed ONNX Runtime implements ``DeformConv``, else 17."""
-    from featherface.export import DEFAULT_OPSET, NATIVE_DEFORM_OPSET
-
     return NATIVE_DEFORM_OPSET if onnxruntime_has_deform_conv() else DEFAULT_OPSET
 
 
@@ -275,8 +188,6 @@ def onnxruntime_runner_for(
     ``opset``: of the graph exported when there is none (default :func:`backend_opset`).
     """
     import_onnxruntime()  # fail early, before exporting
-    from featherface.export import export_network_onnx
-
     if opset is None:
         opset = backend_opset()
 

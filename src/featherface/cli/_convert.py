@@ -39,15 +39,15 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
 
 
 def _take() -> str:
-    from featherface.convert import reference_v1_source
+    from featherface._weights.convert import reference_v1_source
 
     return reference_v1_source()
 
 
 def _cmd_convert_reference(args: argparse.Namespace) -> int:
-    from featherface.convert import install_reference_v1, load_reference_v1, which_authors_file
+    from featherface._weights.convert import install_reference_v1, load_reference_v1, which_authors_file
+    from featherface._weights.files import MODEL_FILENAME, save_weights_folder, sha256_file
     from featherface.errors import ConversionError
-    from featherface.hub import MODEL_FILENAME, save_weights_folder, sha256_file
 
     source = Path(args.source)
     if not source.exists():

@@ -36,7 +36,7 @@ def model_table(*, local: bool = False) -> list[dict[str, Any]]:
     """One record per registered model: parameters, weights status, metrics and licence.
 
     Parameter counts are computed from a freshly built network; metrics come from the registry's
-    :class:`featherface.config.WeightsSpec` (measured numbers only, with their protocol).
+    :class:`featherface._weights.registry.WeightsSpec` (measured numbers only, with their protocol).
 
     Args:
         local: also report this machine's state: a model without published weights whose weights
@@ -44,9 +44,9 @@ def model_table(*, local: bool = False) -> list[dict[str, Any]]:
             ``"installed"`` and the recorded licence. Off by default so that the table (and
             ``docs/models.md``, generated from it) is the same everywhere.
     """
-    from featherface.hub import is_installed, read_install_record
-    from featherface.models import count_parameters, thop_equivalent_parameters
-    from featherface.registry import build_model, get_spec, list_models
+    from featherface._models import count_parameters, thop_equivalent_parameters
+    from featherface._weights.registry import build_model, get_spec, list_models
+    from featherface._weights.store import is_installed, read_install_record
 
     rows = []
     for name in list_models():
@@ -113,7 +113,7 @@ TABLE_WIDTH = 100
 
 def _details(row: dict[str, Any]) -> list[str]:
     """The lines under the table for one model, wrapped to :data:`TABLE_WIDTH`."""
-    from featherface.hub import install_hint
+    from featherface._weights.registry import install_hint
 
     fields = [("", row["description"])]
     if row["weights"] == "none" and install_hint(row["name"]) is not None:
@@ -158,15 +158,10 @@ def _cmd_models(args: argparse.Namespace) -> int:
 
 
 def _cmd_download(args: argparse.Namespace) -> int:
+    from featherface._weights.hub import download_weights, hub_errors
+    from featherface._weights.registry import get_spec, install_hint, list_models
+    from featherface._weights.store import installed_weights_dir, is_installed
     from featherface.errors import WeightsError
-    from featherface.hub import (
-        download_weights,
-        hub_errors,
-        install_hint,
-        installed_weights_dir,
-        is_installed,
-    )
-    from featherface.registry import get_spec, list_models
 
     if args.all and args.names:
         raise CLIError("give model names or --all, not both", EXIT_USAGE)

@@ -12,7 +12,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from featherface.fuse import fold_bn_pair
+from featherface._models.fuse import fold_bn_pair
+from featherface.detection import RawOutputs
 
 __all__ = [
     "MobileNetV1",
@@ -108,7 +109,7 @@ class ConvBN(nn.Module):
 
     def fuse(self) -> ConvBN:
         """Fold ``bn`` (eval statistics) into ``conv`` in place, ``bn`` becomes ``nn.Identity``; returns
-        ``self``. For inference only (:func:`featherface.fuse.fuse_for_inference`)."""
+        ``self``. For inference only (:func:`featherface._models.fuse.fuse_for_inference`)."""
         fold_bn_pair(self, "conv", "bn")
         return self
 
@@ -121,7 +122,7 @@ def init_detector_weights(model: nn.Module) -> None:
     scratch. Deformable-conv offset and modulation predictors are left at zero (set by their own
     ``reset_parameters``), so a fresh DCN is still exactly a plain conv.
     """
-    from featherface.models.deform import ModulatedDeformConv2d
+    from featherface._models.deform import ModulatedDeformConv2d
 
     skip: set[int] = set()
     for m in model.modules():
@@ -169,7 +170,7 @@ def fast_normalised_weights(w: torch.Tensor, eps: float = 1e-4) -> torch.Tensor:
 class DetectionHeads(nn.Module):
     """1x1 class / box / landmark convs for one level, ``anchors`` anchors per location.
 
-    Output rows are ordered y, x, anchor (the order of :func:`featherface.priors.generate_priors`):
+    Output rows are ordered y, x, anchor (the order of :func:`featherface._ops.priors.generate_priors`):
     ``cls [B, H*W*A, 2]``, ``box [B, H*W*A, 4]``, ``ldm [B, H*W*A, 10]``.
     """
 
@@ -199,7 +200,7 @@ class DetectionHeads(nn.Module):
         b = t.shape[0]
         return t.permute(0, 2, 3, 1).reshape(b, -1, k)
 
-    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    def forward(self, x: torch.Tensor) -> RawOutputs:
         return (
             self._flatten(self.box(x), 4),
             self._flatten(self.cls(x), 2),
@@ -208,8 +209,8 @@ class DetectionHeads(nn.Module):
 
 
 def concat_levels(
-    outs: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]],
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    outs: list[RawOutputs],
+) -> RawOutputs:
     """Concatenate per-level ``(loc, logits, landmarks)`` in P3, P4, P5 order along the prior axis."""
     loc = torch.cat([o[0] for o in outs], dim=1)
     cls = torch.cat([o[1] for o in outs], dim=1)

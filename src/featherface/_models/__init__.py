@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from torch import nn
 
-from featherface.config import ARCHS, ModelConfig
-from featherface.models.deform import ModulatedDeformConv2d
-from featherface.models.featherface_v1 import BiFPNLayer, FeatherFaceV1
-from featherface.models.featherface_v2_ultra import FeatherFaceV2Ultra
+from featherface._models.config import ARCHS, ModelConfig
+from featherface._models.deform import ModulatedDeformConv2d
+from featherface._models.featherface_v1 import BiFPNLayer, FeatherFaceV1
+from featherface._models.featherface_v2_ultra import FeatherFaceV2Ultra
 
 __all__ = [
     "FeatherFaceV1",
@@ -25,7 +25,7 @@ NETWORKS: dict[str, type[nn.Module]] = {
 }
 """The architecture -> network class table: the one place that maps ``ModelConfig.arch`` to code."""
 if set(NETWORKS) != set(ARCHS):  # pragma: no cover - a new arch needs both its name and its class
-    raise ImportError(f"featherface.models.NETWORKS {sorted(NETWORKS)} does not cover config.ARCHS {list(ARCHS)}")
+    raise ImportError(f"featherface._models.NETWORKS {sorted(NETWORKS)} does not cover config.ARCHS {list(ARCHS)}")
 
 
 def create_network(config: ModelConfig) -> nn.Module:

@@ -1,14 +1,25 @@
-"""Result types: :class:`Detection` and array helpers."""
+"""Detection types: :class:`Detection` (one face, original-image pixels), array helpers, and the
+network's raw output :data:`RawOutputs` (one name for it, wherever it is passed)."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypeAlias
 
 import numpy as np
 
-__all__ = ["Detection", "detections_to_arrays", "LANDMARK_NAMES", "Point"]
+if TYPE_CHECKING:  # torch only for the annotation: importing this module stays cheap
+    import torch
+
+__all__ = ["Detection", "detections_to_arrays", "LANDMARK_NAMES", "Point", "RawOutputs", "RAW_OUTPUT_NAMES"]
+
+RawOutputs: TypeAlias = "tuple[torch.Tensor, torch.Tensor, torch.Tensor]"
+"""A network's raw outputs ``(loc [B, N, 4], logits [B, N, 2], landmarks [B, N, 10])``, rows in prior
+order: box offsets, face/background logits and landmark offsets against the priors (not decoded)."""
+
+RAW_OUTPUT_NAMES: tuple[str, str, str] = ("loc", "logits", "landmarks")
+"""The names of :data:`RawOutputs`' tensors (the outputs of an exported raw ONNX graph)."""
 
 Point = tuple[float, float]
 

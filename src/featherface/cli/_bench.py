@@ -1,4 +1,4 @@
-"""``featherface bench``: the command line of :mod:`featherface.bench` (end-to-end latency and memory)."""
+"""``featherface bench``: the command line of :mod:`featherface._bench` (end-to-end latency and memory)."""
 
 from __future__ import annotations
 
@@ -63,7 +63,7 @@ def parse_size(text: str) -> tuple[int, int]:
 
 
 def _cmd_bench(args: argparse.Namespace) -> int:
-    from featherface.registry import get_spec
+    from featherface._weights.registry import get_spec
 
     for name in args.models:  # UnknownModelError (exit 2) before any worker starts
         get_spec(name)

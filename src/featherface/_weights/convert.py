@@ -20,9 +20,9 @@ from typing import Any
 import torch
 from torch import nn
 
-from featherface.config import ReferenceWeights
+from featherface._weights.files import strip_module_prefix
+from featherface._weights.registry import ReferenceWeights
 from featherface.errors import ConversionError
-from featherface.hub import strip_module_prefix
 
 __all__ = [
     "REFERENCE_V1_LICENSE",
@@ -33,7 +33,6 @@ __all__ = [
     "REFERENCE_V1_URL",
     "AUTHORS_FILES",
     "AuthorsFile",
-    "ConversionError",
     "convert_reference_v1_state_dict",
     "identify_authors_file",
     "install_reference_v1",
@@ -47,7 +46,7 @@ REFERENCE_V1_LICENSE = "MIT (FeatherFace authors' release, https://github.com/fo
 """Licence of the authors' V1 weights, recorded in the ``SOURCE.json`` of an installed copy."""
 
 def _reference() -> ReferenceWeights:
-    from featherface.registry import get_spec
+    from featherface._weights.registry import get_spec
 
     ref = get_spec("v1").reference
     assert ref is not None
@@ -200,7 +199,7 @@ def _map_key(key: str) -> str | None:
 
 
 def clean_state_dict(state: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    """Strip one leading ``module.`` (:func:`featherface.hub.strip_module_prefix`) and drop ``thop``
+    """Strip one leading ``module.`` (:func:`featherface._weights.files.strip_module_prefix`) and drop ``thop``
     bookkeeping buffers."""
     kept = {k: v for k, v in state.items() if not (k.endswith("total_ops") or k.endswith("total_params"))}
     return strip_module_prefix(kept)
@@ -292,7 +291,7 @@ def read_reference_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
 def convert_reference_v1_state_dict(
     state: Mapping[str, torch.Tensor], model: nn.Module | None = None
 ) -> dict[str, torch.Tensor]:
-    """Map the authors' V1 keys onto :class:`featherface.models.FeatherFaceV1` keys.
+    """Map the authors' V1 keys onto :class:`featherface._models.FeatherFaceV1` keys.
 
     Args:
         state: source state dict (authors' names, e.g. ``bacbkbone_0_cbam...``, ``ssh1.conv3X3...``).
@@ -302,7 +301,7 @@ def convert_reference_v1_state_dict(
         A state dict that ``model.load_state_dict(..., strict=True)`` accepts.
     """
     if model is None:
-        from featherface.registry import build_model
+        from featherface._weights.registry import build_model
 
         model = build_model("v1")
     target = model.state_dict()
@@ -344,7 +343,7 @@ def load_reference_v1(path: str | Path) -> nn.Module:
     state dict as ``.safetensors`` (:func:`read_reference_state_dict`). Any other file raises
     :class:`ConversionError` with a one-line message; the authors' other networks are named.
     """
-    from featherface.registry import build_model
+    from featherface._weights.registry import build_model
 
     path = Path(path)
     state = read_reference_state_dict(path)
@@ -367,10 +366,10 @@ def install_reference_v1(path: str | Path, model: nn.Module | None = None) -> Pa
             converting again).
 
     Returns:
-        The installed folder (:func:`featherface.hub.installed_weights_dir`), from which
+        The installed folder (:func:`featherface._weights.store.installed_weights_dir`), from which
         ``featherface.load_model("v1")`` then loads, offline.
     """
-    from featherface.hub import install_weights
+    from featherface._weights.store import install_weights
 
     if model is None:
         model = load_reference_v1(path)

@@ -1,7 +1,7 @@
-"""Frozen configuration dataclasses: priors, model architecture and published weights.
+"""Frozen architecture configuration dataclasses: priors, techniques and the model architecture.
 
-Architecture (:class:`ModelConfig`) is kept apart from weights metadata (:class:`WeightsSpec`); a
-:class:`ModelSpec` in the registry pairs them. Every config round-trips through ``to_dict`` /
+Architecture (:class:`ModelConfig`) is kept apart from weights metadata
+(:class:`featherface._weights.registry.WeightsSpec`); a ``ModelSpec`` in the registry pairs them. Every config round-trips through ``to_dict`` /
 ``from_dict`` (the ``config.json`` stored next to published weights) and ``from_dict`` rejects unknown
 or missing keys instead of guessing.
 """
@@ -13,11 +13,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal, get_args
 
-__all__ = ["ModelConfig", "PriorConfig", "V2UltraTechniques", "ModelSpec", "WeightsSpec", "ReferenceWeights", "Arch",
-           "ARCHS"]
+__all__ = ["ModelConfig", "PriorConfig", "V2UltraTechniques", "Arch", "ARCHS"]
 
 Arch = Literal["featherface_v1", "featherface_v2_ultra"]
-"""Architecture names; each has one network class in :data:`featherface.models.NETWORKS`."""
+"""Architecture names; each has one network class in :data:`featherface._models.NETWORKS`."""
 ARCHS: tuple[str, ...] = get_args(Arch)
 
 
@@ -92,7 +91,7 @@ class V2UltraTechniques:
     The techniques and their names come from the V2 Ultra code of github fokouarnaud/FeatherFace
     (``models/modules_v2_ultra.py``), not from the FeatherFace paper; all are fixed operations with no
     trainable parameters except the sharing gate (``2C``). Implemented in
-    :mod:`featherface.models.featherface_v2_ultra`:
+    :mod:`featherface._models.featherface_v2_ultra`:
 
     * ``smart_feature_reuse``: after the BiFPN, each level adds fixed multiples of the other two,
       resampled bilinearly (``P3 + 0.3 P4 + 0.2 P5``, ``P4 + 0.2 P3 + 0.2 P5``, ``P5 + 0.3 P4 + 0.2 P3``).
@@ -107,7 +106,7 @@ class V2UltraTechniques:
       SSH output with its input, ``gamma * (x + s * (SSH(x) - x))``; off, the SSH output is used as is.
 
     Each can be turned off to measure its effect. The defaults turn all five on; the shipped ``v2_ultra``
-    turns attention multiplication off (:func:`featherface.registry.get_config`; measurements in
+    turns attention multiplication off (:func:`featherface._weights.registry.get_config`; measurements in
     docs/models.md).
     """
 
@@ -200,55 +199,3 @@ class ModelConfig:
             priors=PriorConfig.from_dict(data.get("priors", {})),
             mean_bgr=tuple(float(v) for v in data.get("mean_bgr", (104.0, 117.0, 123.0))),  # type: ignore[arg-type]
         )
-
-
-@dataclass(frozen=True)
-class WeightsSpec:
-    """Where a model's published weights live and what they must hash to.
-
-    ``revision`` is a Hub commit hash, never a branch name; ``None`` means the weights are not on the
-    Hub yet (``repo_id`` is where they will be published) and only the packaged copy is used.
-    ``packaged`` names the folder inside the wheel (``featherface/weights/<packaged>/``) that is used
-    when the Hub cannot be reached. ``metrics`` holds measured numbers only; ``metrics_protocol``
-    says how they were measured.
-    """
-
-    repo_id: str
-    revision: str | None
-    filename: str
-    sha256: str
-    num_params: int
-    license: str
-    config_filename: str = "config.json"
-    packaged: str | None = None
-    metrics: Mapping[str, float] = field(default_factory=dict)
-    metrics_protocol: str = ""
-
-
-@dataclass(frozen=True)
-class ReferenceWeights:
-    """Weights that featherface may not ship but that users install themselves (``v1``: the authors'
-    release, installed by ``featherface convert-reference FILE``): where the exact file is and what it
-    hashes to, its licence, and the metrics measured on it (with ``metrics_protocol``).
-    """
-
-    repository: str
-    commit: str
-    path: str
-    url: str
-    sha256: str
-    license: str
-    metrics: Mapping[str, float] = field(default_factory=dict)
-    metrics_protocol: str = ""
-
-
-@dataclass(frozen=True)
-class ModelSpec:
-    """A registry entry: architecture config, a one-line description, optional published weights, and
-    optionally the third-party weights that users install themselves (``reference``)."""
-
-    name: str
-    config: ModelConfig
-    description: str
-    weights: WeightsSpec | None = None
-    reference: ReferenceWeights | None = None

@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import math
 from functools import lru_cache
+from typing import TYPE_CHECKING
 
 import torch
 
-from featherface.config import PriorConfig
+if TYPE_CHECKING:  # the model config is a layer above the ops; priors read its attributes only
+    from featherface._models.config import PriorConfig
 
 __all__ = ["generate_priors", "priors_like", "priors_for_shape", "feature_map_sizes", "num_priors"]
 
@@ -32,7 +34,7 @@ def priors_for_shape(height: torch.Tensor, width: torch.Tensor, cfg: PriorConfig
     """Priors ``Tensor[N, 4]`` for an input of ``height x width`` given as 0-d int64 tensors.
 
     The one copy of the prior arithmetic: :func:`generate_priors` calls it (and caches the result),
-    and the ONNX detector graph (:class:`featherface.export.DetectionGraph`) traces it with the input's
+    and the ONNX detector graph (:class:`featherface._export.DetectionGraph`) traces it with the input's
     dynamic shape. Feature maps of ``ceil(H/step) x ceil(W/step)``, centres ``(i + 0.5) * step / H``
     computed in float64 (like the reference's Python floats) and rounded once to float32; rows
     ordered level, row, column, anchor size.

@@ -1,14 +1,10 @@
-"""ONNX export: the raw network graph, or a complete detector graph with post-processing.
+"""ONNX export of a detector: the raw network graph, or a complete detector graph with post-processing.
 
 :func:`export_onnx` writes one of two graphs, both with dynamic batch, height and width:
 
-**Raw graph** (default): the BatchNorm-folded network (:func:`featherface.fuse.fuse_for_inference`).
-
-- input ``input``: float32 ``[B, 3, H, W]``, BGR 0..255 with the model's mean subtracted
-  (``config.mean_bgr``, (104, 117, 123) for the shipped models);
-- outputs ``loc`` ``[B, N, 4]``, ``logits`` ``[B, N, 2]``, ``landmarks`` ``[B, N, 10]``: the raw
-  outputs of the pipeline's run stage (:class:`featherface.pipeline.Runner`), rows in prior order
-  (:func:`featherface.priors.generate_priors`).
+**Raw graph** (default): the BatchNorm-folded network, see :mod:`featherface._engines.onnx_export`
+(input ``input`` float32 ``[B, 3, H, W]`` BGR minus the mean; outputs ``loc`` ``[B, N, 4]``, ``logits``
+``[B, N, 2]``, ``landmarks`` ``[B, N, 10]``, rows in prior order).
 
 **Detector graph** (``with_postprocess=True``): image in, faces out.
 
@@ -22,7 +18,7 @@
   each face belongs to).
 
 Inside the detector graph: priors are generated from the input shape by the one prior function
-(:func:`featherface.priors.priors_for_shape`, traced), boxes, landmarks and face probabilities are
+(:func:`featherface._ops.priors.priors_for_shape`, traced), boxes, landmarks and face probabilities are
 decoded by the pipeline's own functions (:func:`featherface.pipeline.decode_to_pixels`,
 :func:`featherface.pipeline.face_probability`), the best
 ``pre_nms_top_k`` priors per image are kept and ONNX ``NonMaxSuppression`` (one class, per image; the
@@ -31,23 +27,14 @@ continuous IoU convention) applies the score threshold (strictly greater), the I
 result equals :meth:`featherface.FaceDetector.detect` on an image of the input's size with the same
 options (``legacy_nms=False``).
 
-The exporter is PyTorch's TorchScript-based one (``dynamo=False``), which keeps height and width
-dynamic for both networks.
-
-**Opset.** The default, 17, writes V1's modulated deformable convolutions as their decomposition
-(``GridSample`` + ``MatMul``), which any runtime with ``GridSample`` (opset 16) runs. With
-``opset >= 19`` each becomes one ``DeformConv`` node (same values; :mod:`featherface.models.deform`),
-which needs a runtime that implements it: recent ONNX Runtime releases do, and run it faster. V2 Ultra
-has no deformable convs; its graph is the same at either opset.
+The exporter, its opsets and V1's ``DeformConv`` nodes: :mod:`featherface._engines.onnx_export`.
 """
 
 from __future__ import annotations
 
-import contextlib
 import io
 import logging
 import os
-import warnings
 from pathlib import Path
 from typing import Any, Literal
 
@@ -55,25 +42,26 @@ import torch
 from torch import nn
 from torch.onnx import operators as onnx_operators
 
-from featherface._builder import load_network
-from featherface.config import ModelConfig
-from featherface.ops import nms
-from featherface.options import DetectorOptions
+from featherface._engines.onnx_export import (
+    DEFAULT_OPSET,
+    SAMPLE_SIZE,
+    export_module,
+    export_network_onnx,
+    write_atomic,
+)
+from featherface._models.config import ModelConfig
+from featherface._models.fuse import fuse_for_inference
+from featherface._ops.boxes import clip_boxes, nms
+from featherface._ops.priors import priors_for_shape
+from featherface._options import DetectorOptions
 from featherface.pipeline import decode_to_pixels, face_probability
-from featherface.priors import priors_for_shape
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["export_onnx", "export_network_onnx", "DetectionGraph", "DEFAULT_OPSET", "RAW_OUTPUTS", "DETECTION_OUTPUTS"]
+__all__ = ["export_onnx", "DetectionGraph", "DETECTION_OUTPUTS"]
 
-DEFAULT_OPSET = 17
-NATIVE_DEFORM_OPSET = 19  # from this opset on, V1's deformable convs export as ONNX ``DeformConv``
-RAW_OUTPUTS = ("loc", "logits", "landmarks")
-FEATURE_OUTPUTS = ("c3", "c4", "c5")  # backbone outputs of a graph exported ``with_features``
 DETECTION_OUTPUTS = ("boxes", "scores", "landmarks", "batch_index")
 _UNCAPPED = 2**31 - 1  # NonMaxSuppression's "no limit" for max_detections=None
-
-_SAMPLE_SIZE = (64, 96)  # trace input; the graph is generic in batch, height and width
 
 
 # -- in-graph pieces ---------------------------------------------------------------------------------
@@ -83,7 +71,7 @@ class _NonMaxSuppression(torch.autograd.Function):
     """Per-image, one-class NMS that exports to ONNX ``NonMaxSuppression``.
 
     ``boxes[B, N, 4]`` (x1, y1, x2, y2), ``scores[B, 1, N]`` -> ``selected[K, 3]`` int64 rows
-    ``(batch, 0, box)``, image by image, best first. Eager execution uses :func:`featherface.ops.nms`
+    ``(batch, 0, box)``, image by image, best first. Eager execution uses :func:`featherface._ops.boxes.nms`
     (continuous IoU, suppress when IoU > threshold, keep scores > score_threshold), like ONNX Runtime.
     """
 
@@ -126,7 +114,7 @@ def _top_k(scores: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
 class DetectionGraph(nn.Module):
     """Image batch -> faces, written for ONNX export (see the module docstring for inputs/outputs).
 
-    Running it in PyTorch gives the exported graph's results, with :func:`featherface.ops.nms` in
+    Running it in PyTorch gives the exported graph's results, with :func:`featherface._ops.boxes.nms` in
     place of ``NonMaxSuppression``.
     """
 
@@ -170,112 +158,34 @@ class DetectionGraph(nn.Module):
         out_boxes = boxes.reshape(-1, 4).index_select(0, flat)
         out_scores = scores.reshape(-1).index_select(0, flat)
         out_pts = pts.reshape(-1, 10).index_select(0, flat)
-        lo = torch.zeros_like(hw)
-        x1y1 = torch.max(torch.min(out_boxes[:, :2], hw), lo)
-        x2y2 = torch.max(torch.min(out_boxes[:, 2:], hw), lo)
-        return torch.cat([x1y1, x2y2], dim=1), out_scores, out_pts, batch_index
+        return clip_boxes(out_boxes, hw), out_scores, out_pts, batch_index
 
 
 # -- export ------------------------------------------------------------------------------------------
 
 
-def _torch_export(module: nn.Module, sample: torch.Tensor, f: Any, input_names: list[str],
-                  output_names: list[str], dynamic_axes: dict[str, dict[int, str]], opset: int) -> None:
-    try:
-        import onnx  # noqa: F401  (PyTorch's exporter needs it)
-    except ImportError as exc:
-        raise ImportError('ONNX export needs the onnx package, which is not installed: pip install "featherface[onnx]"') from exc
-    from featherface.models.deform import native_onnx_export
-
-    deform = native_onnx_export() if opset >= NATIVE_DEFORM_OPSET else contextlib.nullcontext()
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # tracer warnings about shape-dependent Python values
-        with torch.no_grad(), deform:
-            torch.onnx.export(
-                module, (sample,), f, input_names=input_names, output_names=output_names,
-                dynamic_axes=dynamic_axes, opset_version=opset, dynamo=False, do_constant_folding=True,
-            )
-
-
-class _WithFeatures(nn.Module):
-    """``x -> (c3, c4, c5, loc, logits, landmarks)``: the backbone features next to the raw outputs."""
-
-    def __init__(self, network: nn.Module) -> None:
-        super().__init__()
-        self.network = network
-
-    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, ...]:
-        feats = self.network.backbone(x)
-        return (*feats, *self.network.forward_head(feats))
-
-
-def export_network_onnx(network: nn.Module, path: str | os.PathLike | None = None, *,
-                        opset: int = DEFAULT_OPSET, fuse: bool = True,
-                        with_features: bool = False) -> bytes | Path:
-    """Export the raw graph of ``network`` (see the module docstring); returns ``path``, or the bytes.
-
-    The network is copied to the CPU (and BatchNorm-folded with ``fuse``); ``network`` is unchanged.
-    ``with_features`` adds the backbone's outputs ``c3``, ``c4``, ``c5`` (``[B, 64|128|256, H/8|16|32,
-    W/8|16|32]``) before the raw outputs: training runs the teacher this way and feeds its backbone
-    features to a student that shares the frozen backbone (:mod:`featherface.train.loop`).
-    """
-    from featherface.fuse import fuse_for_inference
-
-    net = fuse_for_inference(network) if fuse else _cpu_eval_copy(network)
-    net = net.to("cpu").eval()
-    sample = torch.zeros(1, 3, *_SAMPLE_SIZE)
-    dyn = {"input": {0: "batch", 2: "height", 3: "width"}}
-    dyn.update({name: {0: "batch", 1: "priors"} for name in RAW_OUTPUTS})
-    names = list(RAW_OUTPUTS)
-    if with_features:
-        net = _WithFeatures(net)
-        names = [*FEATURE_OUTPUTS, *names]
-        dyn.update({name: {0: "batch", 2: f"{name}_h", 3: f"{name}_w"} for name in FEATURE_OUTPUTS})
-    buf = io.BytesIO()
-    _torch_export(net, sample, buf, ["input"], names, dyn, opset)
-    data = buf.getvalue()
-    if path is None:
-        return data
-    return _write_atomic(Path(path), data)
-
-
-def _cpu_eval_copy(network: nn.Module) -> nn.Module:
-    import copy
-
-    return copy.deepcopy(network).to("cpu").eval()
-
-
-def _write_atomic(path: Path, data: bytes) -> Path:
-    path = path.expanduser()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_bytes(data)
-    os.replace(tmp, path)
-    return path
-
-
-def _resolve(source: Any) -> tuple[nn.Module, ModelConfig, DetectorOptions]:
+def _resolve(source: Any, config: ModelConfig | None) -> tuple[nn.Module, ModelConfig, DetectorOptions]:
     """``(network, config, options)`` of a detector (anything with ``network``, ``config`` and
-    ``options``, e.g. a :class:`featherface.FaceDetector`), a registered model name (its published
-    weights, :func:`featherface._builder.load_network`) or a featherface network (with its ``config``)."""
-    if isinstance(source, str):
-        loaded = load_network(source)
-        return loaded.network, loaded.config, DetectorOptions()
-    network, config = getattr(source, "network", None), getattr(source, "config", None)
-    options = getattr(source, "options", None)
-    if isinstance(network, nn.Module) and isinstance(config, ModelConfig) and isinstance(options, DetectorOptions):
-        return network, config, options
-    if isinstance(source, nn.Module) and isinstance(config, ModelConfig):
-        return source, config, DetectorOptions()
+    ``options``, e.g. a :class:`featherface.FaceDetector`) or of a network and its config."""
+    network, options = getattr(source, "network", None), getattr(source, "options", None)
+    if isinstance(network, nn.Module) and isinstance(options, DetectorOptions):
+        found = getattr(source, "config", None)
+        if isinstance(found, ModelConfig):
+            return network, found, options
+    if isinstance(source, nn.Module):
+        config = config if config is not None else getattr(source, "config", None)
+        if isinstance(config, ModelConfig):
+            return source, config, DetectorOptions()
     raise TypeError(
-        f"export_onnx expects a FaceDetector, a model name or a featherface network, got {type(source).__name__}"
+        f"export_onnx expects a FaceDetector, or a network and its config, got {type(source).__name__}"
     )
 
 
 def export_onnx(
-    detector_or_name: Any,
+    source: Any,
     path: str | os.PathLike,
     *,
+    config: ModelConfig | None = None,
     with_postprocess: bool = False,
     opset: int = DEFAULT_OPSET,
     score_threshold: float | None = None,
@@ -287,12 +197,15 @@ def export_onnx(
     """Export a detector to an ONNX file with dynamic batch, height and width.
 
     Args:
-        detector_or_name: a :class:`featherface.FaceDetector`, a registered model name (its
-            published weights are loaded) or a featherface network (with its ``config``).
+        source: a :class:`featherface.FaceDetector` (its network, config and options) or a network
+            (with ``config=``, or its own ``config`` attribute; default options). Model names are
+            resolved by the caller (``featherface export NAME`` on the command line, or
+            ``export_onnx(featherface.load_model(NAME), ...)``).
+        config: the network's :class:`~featherface.ModelConfig` when ``source`` is a network.
         path: the ``.onnx`` file to write (parent folders are created).
         with_postprocess: ``False``: the raw network graph (``input`` -> ``loc``, ``logits``,
             ``landmarks``). ``True``: the detector graph (raw BGR pixels -> ``boxes``, ``scores``,
-            ``landmarks``, ``batch_index``); see :mod:`featherface.export`.
+            ``landmarks``, ``batch_index``); see docs/deployment.md.
         opset: ONNX opset (17 is tested).
         score_threshold: detector graph: keep faces scoring strictly above this.
         iou_threshold: detector graph: NMS IoU threshold.
@@ -311,9 +224,7 @@ def export_onnx(
             invalid threshold or ``input_dtype``. ImportError: the ``onnx`` package is missing
             (``pip install "featherface[onnx]"``).
     """
-    from featherface.fuse import fuse_for_inference
-
-    network, config, options = _resolve(detector_or_name)
+    network, config, options = _resolve(source, config)
     path = Path(path)
     if not with_postprocess:
         out = export_network_onnx(network, path, opset=opset)
@@ -326,11 +237,11 @@ def export_onnx(
                  if v is not None}
     graph = DetectionGraph(fuse_for_inference(network).to("cpu"), config, options.updated(**overrides)).eval()
     dtype = torch.uint8 if input_dtype == "uint8" else torch.float32
-    sample = torch.full((1, 3, *_SAMPLE_SIZE), 128, dtype=dtype)
+    sample = torch.full((1, 3, *SAMPLE_SIZE), 128, dtype=dtype)
     dyn = {"input": {0: "batch", 2: "height", 3: "width"}}
     dyn.update({name: {0: "faces"} for name in DETECTION_OUTPUTS})
     buf = io.BytesIO()
-    _torch_export(graph, sample, buf, ["input"], list(DETECTION_OUTPUTS), dyn, opset)
-    out = _write_atomic(path, buf.getvalue())
+    export_module(graph, sample, buf, ["input"], list(DETECTION_OUTPUTS), dyn, opset)
+    out = write_atomic(path, buf.getvalue())
     logger.info("featherface: wrote %s (%s, detector graph)", out, config.name)
     return out

@@ -14,7 +14,7 @@ sat in a plain ``dict``, so they were never trained, saved or exported), and the
 sharing" gate is a differentiable per-image soft blend ``gamma * (x + s * (SSH(x) - x))`` instead of a
 batch-dependent Python ``if`` (there: run the SSH and scale by the gate when the batch mean of the gate
 exceeds 0.5, else skip the SSH). Each of the five techniques, described where it is implemented below,
-is a switch in :class:`featherface.config.V2UltraTechniques`.
+is a switch in :class:`featherface._models.config.V2UltraTechniques`.
 """
 
 from __future__ import annotations
@@ -23,9 +23,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from featherface.config import ModelConfig, V2UltraTechniques
-from featherface.fuse import fold_bn_pair
-from featherface.models.layers import (
+from featherface._models.config import ModelConfig, V2UltraTechniques
+from featherface._models.fuse import fold_bn_pair
+from featherface._models.layers import (
     ConvBN,
     DetectionHeads,
     MobileNetV1,
@@ -35,6 +35,7 @@ from featherface.models.layers import (
     init_detector_weights,
     resize_to,
 )
+from featherface.detection import RawOutputs
 
 __all__ = [
     "FeatherFaceV2Ultra",
@@ -134,7 +135,7 @@ class UltraLightBiFPNLayer(nn.Module):
     """BiFPN layer whose four fusion nodes share one separable block and one 3-entry weight vector.
 
     The node formulas follow the reference code exactly, including which entry of the normalised weights
-    ``w`` (:func:`~featherface.models.layers.fast_normalised_weights`) each node uses, so that in general no
+    ``w`` (:func:`~featherface._models.layers.fast_normalised_weights`) each node uses, so that in general no
     node's weights sum to 1: ``P4_td = w0 P4 + w1 up(P5)``; ``P3 = w0 P3 + w2 up(P4_td)``;
     ``P4 = w0 P4_td + w1 pool(P3)``; ``P5 = w0 P5 + w2 pool(P4)`` (``up`` nearest, ``pool``
     :func:`maxpool_sym`), each sum then passed through the shared block.
@@ -259,7 +260,7 @@ class HeadStem(nn.Module):
         self.stem = ConvBN(channels, channels // 2, 3, act=nn.ReLU(inplace=True))
         self.heads = DetectionHeads(channels // 2, anchors)
 
-    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    def forward(self, x: torch.Tensor) -> RawOutputs:
         return self.heads(self.stem(x))
 
 
@@ -289,11 +290,11 @@ class FeatherFaceV2Ultra(nn.Module):
         self.heads = nn.ModuleList([HeadStem(c, a) for a in config.priors.anchors_per_level])
         init_detector_weights(self)
 
-    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    def forward(self, x: torch.Tensor) -> RawOutputs:
         """``x[B, 3, H, W]`` (BGR minus mean) -> ``(loc[B,N,4], logits[B,N,2], landmarks[B,N,10])``."""
         return self.forward_head(self.backbone(x))
 
-    def forward_head(self, feats: Levels) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    def forward_head(self, feats: Levels) -> RawOutputs:
         """Everything after the backbone: ``(C3[B,64,H/8,W/8], C4[B,128,H/16,W/16], C5[B,256,H/32,W/32])``
         from :class:`MobileNetV1` -> raw ``(loc, logits, landmarks)`` as :meth:`forward`."""
         t = self.techniques
