@@ -106,7 +106,7 @@ def test_random_weights_and_explicit_onnx_path(tmp_path: Path, cache: Path, monk
     assert det.backend == "onnxruntime"
     x = torch.randn(1, 3, 64, 96) * 50
     with torch.no_grad():  # the ONNX graph computes the random network's raw outputs
-        for p, q in zip(det.forward_raw(x), det.network(x)):
+        for p, q in zip(det.runner(x), det.network(x)):
             torch.testing.assert_close(p, q, rtol=1e-3, atol=1e-4 * float(q.abs().max()))
     assert det.runner.session.get_session_options().intra_op_num_threads == 1
     assert not cache.exists()  # random networks are not cached

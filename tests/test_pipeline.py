@@ -51,7 +51,7 @@ def test_detector_methods_are_the_pipeline(det: featherface.FaceDetector) -> Non
     assert det.pipeline([p, p], opts) == [det.detect(img, color="bgr")] * 2
 
 
-def test_detect_prepared_refuses_mixed_sizes(det: featherface.FaceDetector) -> None:
+def test_pipeline_call_refuses_mixed_sizes(det: featherface.FaceDetector) -> None:
     opts = det.options
     a = preprocess(_image(64, 64, 1), opts)
     b = preprocess(_image(64, 80, 2), opts)

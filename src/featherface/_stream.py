@@ -6,7 +6,7 @@ Private machinery of :class:`featherface.FaceDetector` (``detect_batch``, ``dete
 ::
 
     inputs --(preprocess, in the calling process or DataLoader workers)--> PreparedImage
-           --(buckets of equal network-input size, <= batch_size)--> DetectionPipeline.detect_prepared
+           --(buckets of equal network-input size, <= batch_size)--> DetectionPipeline.__call__
            --> (item, detections) in input order
 
 * Preprocessing runs in ``workers`` worker processes (a ``torch.utils.data.DataLoader``); with
@@ -115,7 +115,7 @@ def run_buckets(pipeline: DetectionPipeline, entries: Iterable[tuple[Any, _Entry
     """The bucketing of every multi-image path: ``(item, result, original (H, W) or None)`` in input order.
 
     ``entries`` are ``(item, entry)`` pairs in input order; a bucket of one network-input size runs
-    (:meth:`DetectionPipeline.detect_prepared`) when it holds ``batch_size`` images, or when ``limit``
+    (:meth:`DetectionPipeline.__call__`) when it holds ``batch_size`` images, or when ``limit``
     images wait (then the bucket holding the oldest one).
     """
     buckets: dict[tuple[int, int], list[tuple[Any, _Entry]]] = {}

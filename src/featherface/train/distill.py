@@ -26,11 +26,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from featherface.detection import RawOutputs
 from featherface.train.matcher import positive_mask
 
 __all__ = ["DistillConfig", "DistillationLoss", "combined_loss"]
 
-HeadOutputs = tuple[torch.Tensor, torch.Tensor, torch.Tensor]
 
 
 @dataclass(frozen=True)
@@ -74,7 +74,7 @@ class DistillationLoss(nn.Module):
         self.cfg = cfg or DistillConfig()
 
     def forward(
-        self, student: HeadOutputs, teacher: HeadOutputs, conf_t: torch.Tensor,
+        self, student: RawOutputs, teacher: RawOutputs, conf_t: torch.Tensor,
         pos_normalizer: torch.Tensor | None = None,
     ) -> dict[str, torch.Tensor]:
         """Compute the distillation terms.

@@ -16,12 +16,11 @@ from torch import nn
 
 from featherface._engines.onnx_export import FEATURE_OUTPUTS, export_network_onnx
 from featherface._engines.onnxruntime import backend_opset, make_session
-from featherface.detection import RAW_OUTPUT_NAMES as RAW_OUTPUTS
+from featherface.detection import RAW_OUTPUT_NAMES, RawOutputs
 
 __all__ = ["OnnxRuntimeTeacher"]
 
 Levels = tuple[torch.Tensor, torch.Tensor, torch.Tensor]
-HeadOutputs = tuple[torch.Tensor, torch.Tensor, torch.Tensor]
 
 
 class OnnxRuntimeTeacher:
@@ -42,9 +41,9 @@ class OnnxRuntimeTeacher:
         assert isinstance(data, bytes)
         # no spin-waiting: training shares the cores with its data-loader worker (and often more)
         self.session = make_session(data, num_threads=num_threads, spinning=False)
-        self.names = [*FEATURE_OUTPUTS, *RAW_OUTPUTS]
+        self.names = [*FEATURE_OUTPUTS, *RAW_OUTPUT_NAMES]
 
-    def __call__(self, images: torch.Tensor) -> tuple[Levels, HeadOutputs]:
+    def __call__(self, images: torch.Tensor) -> tuple[Levels, RawOutputs]:
         x = np.ascontiguousarray(images.detach().to("cpu", torch.float32).numpy())
         c3, c4, c5, loc, logits, ldm = (torch.from_numpy(a) for a in self.session.run(self.names, {"input": x}))
         return (c3, c4, c5), (loc, logits, ldm)
