@@ -389,6 +389,17 @@ def render_training_log(rec: dict[str, Any]) -> str:
                       ">= 20 px", "all", "WIDER part, all", "extra part, all"], "llrrrrrrr", rows) + "\n")
 
 
+def render_dev_ablation(rec: dict[str, Any]) -> str:
+    start = rec["data"]["start"]
+    base = [start] if start else []
+    rows = [[r["stage"] if r is not start else "packaged (start of every run)", str(r["step"] or 0),
+             *(f"{r['dev'][k]:.2f}" for k in ("large", "medium", "all")),
+             f"{sum(r['dev'][k] for k in ('large', 'medium', 'all')) / 3:.2f}",
+             *(f"{r[part]['all']:.2f}" for part in ("wider", "extra"))] for r in base + rec["data"]["records"]]
+    return (md_table(["run", "step", "dev AP >= 50 px", ">= 20 px", "all", "mean", "WIDER part, all",
+                      "extra part, all"], "lrrrrrrr", rows) + "\n")
+
+
 def render_train_step_levers_s4(rec: dict[str, Any]) -> str:
     rows = [[r["label"], f"{r['median_ms']['backbone+teacher']:.0f}", f"{r['median_ms']['student_forward']:.0f}",
              f"{r['median_ms']['backward']:.0f}", f"{r['median_ms']['total']:.0f}", f"{r['images_per_s']:.2f}"]
@@ -454,6 +465,7 @@ RESULTS: tuple[Result, ...] = (
     Result("train_step_levers", "docs/training.md", render_generic),
     Result("train_step_levers_s4", "docs/training.md", render_train_step_levers_s4),
     Result("training_log", "docs/training.md", render_training_log),
+    Result("dev_ablation", "docs/training.md", render_dev_ablation),
     Result("shared_machine", "docs/concepts.md", render_shared_machine),
     Result("install_sizes", "README.md", render_generic),
     Result("size_policy", "docs/concepts.md", render_size_policy),

@@ -12,6 +12,9 @@ The log is ``docs/data/training_log.jsonl``; the next session appends to it.
     # score the EMA weights of a run's step checkpoints (every N steps and last.pt) and log them
     python docs/training_log.py run ../runs/v2_ultra_s4 --stage s4_extra --crops-before 55520 \
         --every 500 --dev ../dev --widerface ../data/widerface --extra ../data/extra
+    # the same for a dev-only ablation run (its own table, docs/data/dev_ablation.json, and plot panel)
+    python docs/training_log.py run ../runs/v2_ultra_abl_a --stage abl_a_wider_only --crops-before 55520 \
+        --every 100 --ablation --dev ../dev --widerface ../data/widerface --extra ../data/extra
     # draw docs/training_log.png from the log
     python docs/training_log.py plot
     # write docs/data/training_log.json (the table docs/training.md shows; python docs/results.py renders it)
@@ -101,7 +104,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         _append({"stage": args.stage, "checkpoint": f"{run.name}/{ckpt.name}", "ema": True, "step": step,
                  "crops_total": args.crops_before + step * batch,
                  "wall_hours_total": round(args.hours_before + _wall_hours(run, step), 3),
-                 "note": args.note, "dev": _dev(det, args)})
+                 "note": args.note, **({"ablation": True} if args.ablation else {}), "dev": _dev(det, args)})
     return 0
 
 
@@ -111,8 +114,11 @@ def cmd_plot(args: argparse.Namespace) -> int:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    recs = [r for r in records() if "dev" in r and "dev" in r["dev"]]
-    fig, ax = plt.subplots(figsize=(8, 4.5))
+    every = [r for r in records() if "dev" in r and "dev" in r["dev"]]
+    recs = [r for r in every if not r.get("ablation")]
+    ablations = [r for r in every if r.get("ablation")]
+    fig, axes = plt.subplots(1, 2 if ablations else 1, figsize=(14 if ablations else 8, 4.5), squeeze=False)
+    ax = axes[0][0]
     starts = [r for r in recs if r.get("step") is None]  # weights folders: where later stages started
     stages = list(dict.fromkeys(r["stage"] for r in recs if r.get("step") is not None))
     styles = ["-", "--", ":", "-."]
@@ -135,10 +141,43 @@ def cmd_plot(args: argparse.Namespace) -> int:
     ax.set_title("v2_ultra on the dev split (never WIDER FACE val)")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=6, ncol=3, loc="center right")
+    if ablations:
+        reference = [r for r in recs if r["stage"] == args.reference_stage]
+        _plot_ablations(axes[0][1], ablations, starts[-1] if starts else None, reference)
     fig.tight_layout()
     fig.savefig(args.out, dpi=110)
     print(f"wrote {args.out}")
     return 0
+
+
+def _mean_dev(r: dict[str, Any]) -> float:
+    """Mean of the three dev settings (faces >= 50 px, >= 20 px, all) of a log record."""
+    return sum(r["dev"]["dev"][k] for k in ("large", "medium", "all")) / 3
+
+
+def _plot_ablations(ax: Any, ablations: list[dict[str, Any]], start: dict[str, Any] | None,
+                    reference: list[dict[str, Any]]) -> None:
+    """Ablations: mean dev AP against the steps of each run, all from the packaged weights (step 0), with
+    the stage they are compared against (``reference``, black dashes)."""
+    if reference:
+        pts = sorted(reference, key=lambda r: r["step"])
+        xs, ys = [r["step"] for r in pts], [_mean_dev(r) for r in pts]
+        if start is not None:
+            xs, ys = [0, *xs], [_mean_dev(start), *ys]
+        ax.plot(xs, ys, "k--o", markersize=3, label=f"{pts[0]['stage']} (reference)")
+    for stage in dict.fromkeys(r["stage"] for r in ablations):
+        pts = sorted((r for r in ablations if r["stage"] == stage), key=lambda r: r["step"])
+        xs, ys = [r["step"] for r in pts], [_mean_dev(r) for r in pts]
+        if start is not None:
+            xs, ys = [0, *xs], [_mean_dev(start), *ys]
+        ax.plot(xs, ys, "-o", markersize=3, label=stage)
+    if start is not None:
+        ax.axhline(_mean_dev(start), color="grey", lw=0.8, ls=":")
+    ax.set_xlabel("steps from the packaged weights (batch 16)")
+    ax.set_ylabel("dev AP, mean of the three settings (%)")
+    ax.set_title("ablations on the dev split (each from the packaged weights)")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=6, loc="lower left")
 
 
 def cmd_table(args: argparse.Namespace) -> int:
@@ -147,12 +186,13 @@ def cmd_table(args: argparse.Namespace) -> int:
 
     from results import git_commit, machine, versions  # docs/results.py, beside this script
 
-    rows = []
+    rows, ablation_rows = [], []
     for r in records():
         d = r["dev"]
-        rows.append({"stage": r["stage"], "checkpoint": r["checkpoint"], "step": r["step"],
-                     "crops_total": r["crops_total"], "wall_hours_total": r["wall_hours_total"],
-                     "dev": d["dev"], "wider": d["wider"], "extra": d["extra"], "note": r.get("note", "")})
+        (ablation_rows if r.get("ablation") else rows).append(
+            {"stage": r["stage"], "checkpoint": r["checkpoint"], "step": r["step"],
+             "crops_total": r["crops_total"], "wall_hours_total": r["wall_hours_total"],
+             "dev": d["dev"], "wider": d["wider"], "extra": d["extra"], "note": r.get("note", "")})
     rec = {"name": "training_log", "historical": True,
            "command": "python docs/training_log.py weights|run ... (per stage, see docs/training.md); "
                       "python docs/training_log.py table",
@@ -163,6 +203,13 @@ def cmd_table(args: argparse.Namespace) -> int:
            "versions": versions(), "weights_sha256": {}, "data": {"records": rows}}
     (DOCS / "data" / "training_log.json").write_text(json.dumps(rec, indent=1) + "\n", encoding="utf-8")
     print(f"wrote docs/data/training_log.json ({len(rows)} records)")
+    if ablation_rows:
+        abl = {**rec, "name": "dev_ablation",
+               "weights": "historical: the checkpoints of each ablation run (listed per row), all started from "
+                          "the packaged weights (the s2_unfrozen row of training_log)",
+               "data": {"start": rows[0] if rows else None, "records": ablation_rows}}
+        (DOCS / "data" / "dev_ablation.json").write_text(json.dumps(abl, indent=1) + "\n", encoding="utf-8")
+        print(f"wrote docs/data/dev_ablation.json ({len(ablation_rows)} records)")
     return 0
 
 
@@ -185,8 +232,12 @@ def main(argv: list[str] | None = None) -> int:
             p.add_argument("--crops-before", type=int, required=True)
             p.add_argument("--hours-before", type=float, default=0.0)
             p.add_argument("--every", type=int, default=500)
+            p.add_argument("--ablation", action="store_true",
+                           help="a dev-only experiment (not a candidate to ship): its own table and plot panel")
     p = sub.add_parser("plot")
     p.add_argument("--out", default=str(PNG))
+    p.add_argument("--reference-stage", default="s6_frozen",
+                   help="the stage the ablations change one thing of (drawn in their panel)")
     sub.add_parser("table")
     args = ap.parse_args(argv)
     if args.cmd == "table":
