@@ -12,13 +12,16 @@ import torch
 from torch.utils.data import DataLoader
 
 from featherface.train.augment import EvalTransform, TrainTransform
+from featherface.train.config import DataSource, TrainConfig
 from featherface.train.data import (
     FaceDataset,
     FaceSample,
     detection_collate,
     load_image_bgr,
+    merge_labels,
     read_jsonl,
     read_retinaface_labels,
+    read_voc,
     read_widerface_bbx_gt,
     write_jsonl,
 )
@@ -355,3 +358,77 @@ def test_detection_collate() -> None:
     assert [t.shape for t in targets] == [(2, 15), (0, 15)]
     with pytest.raises(ValueError):
         detection_collate([])
+
+
+# ------------------------------------------------------------------------------------- Pascal VOC
+
+
+def _voc(path: Path, filename: str, objects: list[tuple[str, list[int], int]], size: tuple[int, int] = (100, 80)) -> None:
+    objs = "".join(
+        f"<object><name>{name}</name><difficult>{difficult}</difficult><bndbox><xmin>{b[0]}</xmin>"
+        f"<ymin>{b[1]}</ymin><xmax>{b[2]}</xmax><ymax>{b[3]}</ymax></bndbox></object>"
+        for name, b, difficult in objects
+    )
+    path.write_text(f"<annotation><filename>{filename}</filename><size><width>{size[0]}</width>"
+                    f"<height>{size[1]}</height><depth>3</depth></size>{objs}</annotation>", encoding="utf-8")
+
+
+def test_read_voc_faces_ignore_clipping_and_image_lookup(tmp_path: Path) -> None:
+    ann, images = tmp_path / "annotations", tmp_path / "photos"
+    (images / "JPEGImages").mkdir(parents=True)
+    ann.mkdir()
+    cv2.imwrite(str(images / "JPEGImages" / "a.jpg"), np.zeros((80, 100, 3), np.uint8))
+    cv2.imwrite(str(images / "JPEGImages" / "b.png"), np.zeros((80, 100, 3), np.uint8))
+    _voc(ann / "a.xml", "a.jpg", [("with_mask", [10, 20, 30, 50], 0), ("without_mask", [60, 5, 140, 40], 0),
+                                  ("with_mask", [1, 1, 5, 5], 1), ("face", [7, 7, 7, 9], 0)])
+    _voc(ann / "b.xml", "C:\\labelling\\b.jpg", [])  # another ending, a Windows path: still found
+    _voc(ann / "c.xml", "missing.jpg", [("face", [1, 1, 9, 9], 0)])  # no such image: skipped
+    a, b = read_voc(ann, images)
+    assert a.image_path == images / "JPEGImages" / "a.jpg" and b.image_path == images / "JPEGImages" / "b.png"
+    np.testing.assert_array_equal(a.boxes, [[10, 20, 30, 50], [60, 5, 100, 40]])  # clipped to <size>; empty one dropped
+    assert not a.has_landmarks.any()
+    np.testing.assert_array_equal(a.ignore, [[1, 1, 5, 5]])  # <difficult>1: neither face nor background
+    assert b.num_faces == 0
+    [only] = read_voc(ann, images, classes=["without_mask"])[:1]
+    np.testing.assert_array_equal(only.boxes, [[60, 5, 100, 40]])
+    (ann / "d.xml").write_text("<annotation><filename>a.jpg</filename><object><bndbox><xmin>1</xmin></bndbox>"
+                               "</object></annotation>", encoding="utf-8")
+    with pytest.raises(ValueError, match=r"d\.xml: a <bndbox> without four numbers"):
+        read_voc(ann, images)
+    (ann / "d.xml").write_text("<annotation>", encoding="utf-8")
+    with pytest.raises(ValueError, match=r"d\.xml"):
+        read_voc(ann, images)
+    with pytest.raises(ValueError, match="VOC annotations folder not found"):
+        read_voc(tmp_path / "nope", images)
+
+
+def test_merge_labels_keeps_the_secondary_faces_and_adds_the_primary_ones_it_lacks() -> None:
+    lm = np.arange(10, dtype=np.float32).reshape(5, 2)
+    human = [FaceSample.without_landmarks("x.jpg", [[0, 0, 10, 10], [50, 50, 60, 60]]),
+             FaceSample.without_landmarks("only_human.jpg", [[1, 1, 2, 2]])]
+    teacher = [FaceSample(Path("x.jpg"), np.array([[1, 0, 11, 10]], np.float32), lm[None], np.array([True]),
+                          ignore=np.array([[49, 49, 61, 61], [80, 80, 90, 90]], np.float32)),
+               FaceSample.without_landmarks("only_teacher.jpg", [[3, 3, 4, 4]])]
+    x, only_human = merge_labels(human, teacher)
+    # the teacher's face (with landmarks), then the human face it lacks; the human box the teacher has is not doubled
+    np.testing.assert_array_equal(x.boxes, [[1, 0, 11, 10], [50, 50, 60, 60]])
+    np.testing.assert_array_equal(x.has_landmarks, [True, False])
+    np.testing.assert_array_equal(x.landmarks[0], lm)
+    # the teacher's unsure region over the added human face is dropped, the other one kept
+    np.testing.assert_array_equal(x.ignore, [[80, 80, 90, 90]])
+    assert only_human is human[1]  # images only in the secondary set are left out
+    assert human[0].num_faces == 2 and teacher[0].num_faces == 1  # inputs untouched
+
+
+def test_data_source_voc_with_merged_jsonl(tmp_path: Path) -> None:
+    ann = tmp_path / "ann"
+    ann.mkdir()
+    cv2.imwrite(str(tmp_path / "a.jpg"), np.zeros((80, 100, 3), np.uint8))
+    _voc(ann / "a.xml", "a.jpg", [("with_mask", [10, 20, 30, 50], 0)])
+    teacher = tmp_path / "t.jsonl"
+    teacher.write_text(json.dumps({"image": "a.jpg", "faces": [{"box": [60, 5, 90, 40], "landmarks": None}]}) + "\n")
+    [s] = DataSource(format="voc", labels=str(ann), images=str(tmp_path), merge_jsonl=str(teacher)).load()
+    np.testing.assert_array_equal(s.boxes, [[60, 5, 90, 40], [10, 20, 30, 50]])
+    cfg = TrainConfig.from_dict({"model": "v2_ultra", "train_data": [
+        {"format": "voc", "labels": "ann", "images": ".", "merge_jsonl": "t.jsonl"}]}, base_dir=tmp_path)
+    assert cfg.train_data[0].merge_jsonl == str(teacher.resolve())

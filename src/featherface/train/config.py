@@ -17,7 +17,14 @@ from typing import Any, Literal
 
 from featherface._models.config import ModelConfig, V2UltraTechniques
 from featherface._weights.registry import get_config
-from featherface.train.data import FaceSample, read_jsonl, read_retinaface_labels, read_widerface_bbx_gt
+from featherface.train.data import (
+    FaceSample,
+    merge_labels,
+    read_jsonl,
+    read_retinaface_labels,
+    read_voc,
+    read_widerface_bbx_gt,
+)
 from featherface.train.distill import DistillConfig
 from featherface.train.loss import LossWeights
 
@@ -27,16 +34,21 @@ class DataSource:
     """One labelled image collection.
 
     ``format``: ``"widerface"`` (official ``bbx_gt`` text), ``"retinaface"`` (``label.txt`` with
-    landmarks) or ``"jsonl"`` (see :func:`featherface.train.data.read_jsonl`). ``repeat`` > 1
+    landmarks), ``"jsonl"`` (see :func:`featherface.train.data.read_jsonl`) or ``"voc"`` (``labels`` a
+    folder of Pascal VOC XML files, :func:`featherface.train.data.read_voc`). ``repeat`` > 1
     oversamples the source. ``exclude``: a text file of image paths (relative to ``images``, one per
     line, ``#`` comments) left out of training, e.g. the dev split (:mod:`featherface.train.devset`).
+    ``merge_jsonl``: a JSON-lines label file of the same images (paths relative to ``images``, e.g. the
+    teacher's labels) whose faces are merged into these (:func:`featherface.train.data.merge_labels`:
+    these faces are kept where that file has none).
     """
 
-    format: Literal["widerface", "retinaface", "jsonl"]
+    format: Literal["widerface", "retinaface", "jsonl", "voc"]
     labels: str
     images: str
     repeat: int = 1
     exclude: str | None = None
+    merge_jsonl: str | None = None
 
     def load(self) -> list[FaceSample]:
         if self.format == "widerface":
@@ -45,8 +57,12 @@ class DataSource:
             samples = read_retinaface_labels(self.labels, self.images)
         elif self.format == "jsonl":
             samples = read_jsonl(self.labels, self.images)
+        elif self.format == "voc":
+            samples = read_voc(self.labels, self.images)
         else:
-            raise ValueError(f"unknown data format {self.format!r}; use widerface, retinaface or jsonl")
+            raise ValueError(f"unknown data format {self.format!r}; use widerface, retinaface, jsonl or voc")
+        if self.merge_jsonl:
+            samples = merge_labels(samples, read_jsonl(self.merge_jsonl, self.images))
         if self.exclude:
             root = Path(self.images)
             excluded = {line.strip() for line in Path(self.exclude).read_text(encoding="utf-8").splitlines()
@@ -196,6 +212,8 @@ class TrainConfig:
             s["labels"], s["images"] = path(s["labels"]), path(s["images"])
             if s.get("exclude"):
                 s["exclude"] = path(s["exclude"])
+            if s.get("merge_jsonl"):
+                s["merge_jsonl"] = path(s["merge_jsonl"])
             sources.append(DataSource(**s))
         d["train_data"] = tuple(sources)
         if "distill" in d and isinstance(d["distill"], Mapping):

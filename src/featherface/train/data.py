@@ -13,6 +13,7 @@ Formats read
 ------------
 * :func:`read_widerface_bbx_gt`: the official WIDER FACE ``wider_face_*_bbx_gt.txt``.
 * :func:`read_retinaface_labels`: the RetinaFace ``label.txt`` (boxes + 5 landmarks).
+* :func:`read_voc`: Pascal VOC XML files (labelImg and most face-mask collections), one per image.
 * :func:`read_jsonl` / :func:`write_jsonl`: featherface's own JSON-lines format, one image per line::
 
       {"image": "0--Parade/x.jpg", "faces": [{"box": [x1, y1, x2, y2], "landmarks": [[x, y], ...] | null}]}
@@ -46,6 +47,7 @@ from torch.utils.data import Dataset
 from featherface.train.augment import TARGET_DIM, build_targets
 
 __all__ = [
+    "IMAGE_SUFFIXES",
     "TARGET_DIM",
     "FaceDataset",
     "FaceSample",
@@ -53,8 +55,10 @@ __all__ = [
     "build_targets",
     "detection_collate",
     "load_image_bgr",
+    "merge_labels",
     "read_jsonl",
     "read_retinaface_labels",
+    "read_voc",
     "read_widerface_bbx_gt",
     "write_jsonl",
 ]
@@ -401,6 +405,134 @@ def _parse_jsonl_record(record: object, images_root: Path) -> FaceSample:
             raise ValueError(f"'ignore' must be a list of [x1, y1, x2, y2] boxes, got {regions!r}")
         sample = FaceSample(sample.image_path, sample.boxes, sample.landmarks, sample.has_landmarks, ignore)
     return sample
+
+
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
+"""File name endings :func:`read_voc` tries when an XML names an image by another ending."""
+
+
+def read_voc(annotations_dir: PathLike, images_root: PathLike, classes: Sequence[str] | None = None) -> list[FaceSample]:
+    """Read the Pascal VOC XML files of ``annotations_dir`` (``*.xml``, sorted by name) as face samples.
+
+    Each file names its image in ``<filename>`` (its base name), looked up anywhere under
+    ``images_root`` (if no file has that name, the same stem with another ending of
+    :data:`IMAGE_SUFFIXES` is taken: collections re-encode images); an XML whose image is not there is
+    skipped (counted in a log message). Every ``<object>``
+    whose ``<name>`` is in ``classes`` (default: every object, e.g. the ``with_mask`` /
+    ``without_mask`` / ``mask_weared_incorrect`` faces of the face-mask collections) is a face without
+    landmarks; objects flagged ``<difficult>1</difficult>`` become ignore regions
+    (:attr:`FaceSample.ignore`). An XML with no object is an image with no face.
+
+    Coordinates: VOC's integer corners ``xmin, ymin, xmax, ymax`` are taken as the continuous box
+    ``(xmin, ymin, xmax, ymax)``; the one-pixel difference of VOC's 1-based, inclusive convention is
+    below the annotation noise of these collections. Boxes are clipped to ``<size>`` when it is given,
+    and boxes left with no width or height are dropped.
+
+    Raises:
+        ValueError: ``annotations_dir`` is not a folder, or a file that is not well-formed XML, lacks
+            ``<filename>`` or has a ``<bndbox>`` without four numbers (the message names the file).
+    """
+    import xml.etree.ElementTree as ET
+
+    annotations_dir, images_root = Path(annotations_dir), Path(images_root)
+    if not annotations_dir.is_dir():
+        raise ValueError(f"VOC annotations folder not found: {annotations_dir}")
+    wanted = None if classes is None else set(classes)
+    index = _image_index(images_root)
+    samples: list[FaceSample] = []
+    missing = dropped = 0
+    for xml_path in sorted(annotations_dir.glob("*.xml")):
+        try:
+            root = ET.parse(xml_path).getroot()
+            filename = (root.findtext("filename") or "").strip()
+            if not filename:
+                raise ValueError("no <filename>")
+            image = _find_image(index, filename)
+            if image is None:
+                missing += 1
+                continue
+            width = float(root.findtext("size/width") or 0)
+            height = float(root.findtext("size/height") or 0)
+            faces: list[list[float]] = []
+            ignore: list[list[float]] = []
+            for obj in root.iter("object"):
+                if wanted is not None and (obj.findtext("name") or "").strip() not in wanted:
+                    continue
+                box = [float(obj.findtext(f"bndbox/{k}") or "nan") for k in ("xmin", "ymin", "xmax", "ymax")]
+                if not all(np.isfinite(box)):
+                    raise ValueError("a <bndbox> without four numbers")
+                if width > 0 and height > 0:
+                    box = [min(max(v, 0.0), limit) for v, limit in zip(box, (width, height, width, height))]
+                if box[2] <= box[0] or box[3] <= box[1]:
+                    dropped += 1
+                    continue
+                (ignore if (obj.findtext("difficult") or "0").strip() == "1" else faces).append(box)
+        except (ET.ParseError, ValueError) as exc:
+            raise ValueError(f"{xml_path}: {exc}") from exc
+        sample = FaceSample.without_landmarks(image, np.asarray(faces, np.float32).reshape(-1, 4))
+        samples.append(dataclasses.replace(sample, ignore=np.asarray(ignore, np.float32).reshape(-1, 4)))
+    if missing or dropped:
+        logger.info("%s: %d XML file(s) name an image not in %s (skipped); %d empty box(es) dropped",
+                    annotations_dir, missing, images_root, dropped)
+    return samples
+
+
+def _image_index(images_root: Path) -> dict[str, Path]:
+    """Every image file under ``images_root`` (any depth) by lower-case name; the first in sorted order wins."""
+    index: dict[str, Path] = {}
+    for path in sorted(images_root.rglob("*")):
+        if path.suffix.lower() in IMAGE_SUFFIXES and path.is_file():
+            index.setdefault(path.name.lower(), path)
+    return index
+
+
+def _find_image(index: dict[str, Path], filename: str) -> Path | None:
+    """The image named ``filename`` (its base name), else the same stem with another image ending."""
+    name = Path(filename.replace("\\", "/")).name
+    if name.lower() in index:
+        return index[name.lower()]
+    stem = Path(name).stem.lower()
+    for suffix in IMAGE_SUFFIXES:
+        if stem + suffix in index:
+            return index[stem + suffix]
+    return None
+
+
+def merge_labels(primary: Sequence[FaceSample], secondary: Sequence[FaceSample],
+                 iou_threshold: float = 0.4) -> list[FaceSample]:
+    """Each image of ``primary`` with the faces of both label sets (e.g. human boxes + teacher labels).
+
+    For an image of ``primary`` that ``secondary`` also labels (same ``image_path``): the faces are the
+    secondary's (with their landmarks) plus every primary face whose IoU with all of them is at most
+    ``iou_threshold`` (without landmarks); the ignore regions are the primary's plus the secondary's
+    that overlap no added primary face by more than ``iou_threshold``. Other images of ``primary`` are
+    kept as they are; images only in ``secondary`` are left out. Order of ``primary`` is kept.
+    """
+    from featherface._ops.boxes import box_iou
+
+    by_path = {s.image_path: s for s in secondary}
+    merged: list[FaceSample] = []
+    for p in primary:
+        s = by_path.get(p.image_path)
+        if s is None:
+            merged.append(p)
+            continue
+        new = np.ones(p.num_faces, bool)
+        if p.num_faces and s.num_faces:
+            new = box_iou(torch.tensor(p.boxes), torch.tensor(s.boxes)).amax(1).numpy() <= iou_threshold
+        added = p.boxes[new]
+        ignore = s.ignore
+        if len(ignore) and len(added):
+            keep = box_iou(torch.tensor(ignore), torch.tensor(added)).amax(1).numpy() <= iou_threshold
+            ignore = ignore[keep]
+        merged.append(FaceSample(
+            p.image_path,
+            np.concatenate([s.boxes, added]),
+            np.concatenate([s.landmarks, p.landmarks[new]]),
+            np.concatenate([s.has_landmarks, p.has_landmarks[new]]),
+            np.concatenate([p.ignore, ignore]),
+        ))
+    return merged
 
 
 def write_jsonl(samples: Sequence[FaceSample], path: PathLike, images_root: PathLike) -> None:
