@@ -432,3 +432,22 @@ def test_data_source_voc_with_merged_jsonl(tmp_path: Path) -> None:
     cfg = TrainConfig.from_dict({"model": "v2_ultra", "train_data": [
         {"format": "voc", "labels": "ann", "images": ".", "merge_jsonl": "t.jsonl"}]}, base_dir=tmp_path)
     assert cfg.train_data[0].merge_jsonl == str(teacher.resolve())
+
+
+def test_label_agreement_script_counts_faces_both_sets_hold(tmp_path: Path) -> None:
+    """benchmarks/label_agreement.py on a hand-made photo: 2 annotated faces, 2 teacher faces, 1 shared."""
+    import subprocess
+    import sys
+
+    ann = tmp_path / "ann"
+    ann.mkdir()
+    cv2.imwrite(str(tmp_path / "a.jpg"), np.zeros((80, 100, 3), np.uint8))
+    _voc(ann / "a.xml", "a.jpg", [("with_mask", [10, 20, 30, 50], 0), ("with_mask", [60, 60, 69, 69], 0)])
+    teacher = tmp_path / "t.jsonl"
+    teacher.write_text(json.dumps({"image": "a.jpg", "faces": [{"box": [11, 20, 31, 50], "landmarks": None},
+                                                                {"box": [70, 5, 90, 30], "landmarks": None}]}))
+    script = Path(__file__).resolve().parents[1] / "benchmarks" / "label_agreement.py"
+    out = subprocess.run([sys.executable, str(script), "--voc", str(ann), "--images", str(tmp_path), "--jsonl",
+                          str(teacher)], capture_output=True, text=True, check=True).stdout
+    assert json.loads(out) == {"images": 1, "annotated_faces": 2, "annotated_found_by_teacher": 1, "teacher_faces": 2,
+                               "teacher_faces_annotated": 1, "median_px_of_annotated_faces_teacher_lacks": 9.0}
