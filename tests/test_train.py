@@ -314,3 +314,17 @@ def test_pseudo_label_landmarks_and_val_refusal(shared: Path, small_labels: Path
                      np.zeros((0, 5, 2), np.float32), np.zeros(0, bool))
     with pytest.raises(ValueError, match="val"):
         label_landmarks(teacher, [val], tmp_path / "v.jsonl", tmp_path, progress=False)
+
+
+def test_eval_mode_gives_the_network_back_in_its_mode() -> None:
+    from featherface.train.modes import eval_mode
+
+    net = torch.nn.Sequential(torch.nn.BatchNorm2d(3))
+    with eval_mode(net) as inside:
+        assert inside is net and not net.training and not net[0].training
+    assert net.training and net[0].training
+    net.eval()
+    with pytest.raises(RuntimeError), eval_mode(net):
+        net.train()  # the block changes the mode and fails: the mode before the block comes back
+        raise RuntimeError
+    assert not net.training and not net[0].training

@@ -15,6 +15,7 @@ from torch import nn
 
 from featherface.pipeline import face_probability, make_batch
 from featherface.train.augment import MEAN_BGR
+from featherface.train.modes import eval_mode
 
 __all__ = ["ProbabilitySpread", "anchor_face_probabilities", "probability_spread"]
 
@@ -26,14 +27,10 @@ def anchor_face_probabilities(network: nn.Module, image_bgr: np.ndarray,
 
     The network runs in eval mode (its mode is restored) on the CPU copy of the input.
     """
-    was_training = network.training
-    network.eval()
-    try:
+    with eval_mode(network):
         x = make_batch([image_bgr], mean_bgr)
         param = next(network.parameters())
         _, logits, _ = network(x.to(param.device))
-    finally:
-        network.train(was_training)
     return face_probability(logits[0].float()).cpu()
 
 

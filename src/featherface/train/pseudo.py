@@ -12,11 +12,10 @@ Never run these on WIDER FACE val: it is the benchmark.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import logging
 import os
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -32,6 +31,7 @@ from featherface._options import DetectorOptions
 from featherface.pipeline import RawDetections, make_batch, postprocess
 from featherface.train.augment import normalise_to_image
 from featherface.train.data import FaceSample, load_image_bgr, write_jsonl
+from featherface.train.modes import eval_mode
 from featherface.train.progress import progress_bar
 
 if TYPE_CHECKING:
@@ -41,17 +41,6 @@ if TYPE_CHECKING:
 __all__ = ["TeacherLabelPolicy", "label_landmarks", "label_unlabelled", "teacher_labels", "teacher_landmarks_for_boxes"]
 
 logger = logging.getLogger(__name__)
-
-
-@contextlib.contextmanager
-def _eval_mode(model: nn.Module) -> Iterator[None]:
-    """Run ``model`` in eval mode (BatchNorm running statistics), restoring its mode afterwards."""
-    was_training = model.training
-    model.eval()
-    try:
-        yield
-    finally:
-        model.train(was_training)
 
 
 def _prior_cfg(model: nn.Module, prior_cfg: PriorConfig | None) -> PriorConfig:
@@ -75,7 +64,7 @@ def _detect(
     param = next(teacher.parameters(), None)
     x = image.to(device=param.device, dtype=param.dtype) if param is not None else image
     cfg = _prior_cfg(teacher, prior_cfg)
-    with _eval_mode(teacher):
+    with eval_mode(teacher):
         loc, logits, ldm = teacher(x)
     return postprocess((loc, logits, ldm), (h, w), cfg, options)[0]
 

@@ -16,6 +16,7 @@ Dataset layout (what ``shared/scripts/assemble_widerface.py`` writes)::
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import logging
 import os
@@ -33,6 +34,7 @@ from featherface._api import FaceDetector
 from featherface._models.config import ModelConfig
 from featherface._options import DetectorOptions
 from featherface.train.ap import evaluate_widerface, plot_pr_curves, write_predictions
+from featherface.train.modes import eval_mode
 from featherface.train.progress import progress_bar
 
 __all__ = [
@@ -137,23 +139,20 @@ def evaluate_detector_on_widerface(
     images are predicted *and* scored (faces of other images are not counted). Predictions go to
     ``pred_dir`` (a temporary folder when None).
     """
-    if isinstance(model, FaceDetector):
-        detector = model
-    else:
-        assert config is not None
-        was_training = model.training
-        detector = FaceDetector(model, config, device=device)
-    files = fixed_subset(val_images(root), subset)
-    gt = Path(gt_dir) if gt_dir is not None else ground_truth_dir(root)
-    try:
+    with contextlib.ExitStack() as stack:
+        if isinstance(model, FaceDetector):
+            detector = model
+        else:
+            assert config is not None
+            stack.enter_context(eval_mode(model))  # a training run's network gets its mode back afterwards
+            detector = FaceDetector(model, config, device=device)
+        files = fixed_subset(val_images(root), subset)
+        gt = Path(gt_dir) if gt_dir is not None else ground_truth_dir(root)
         with tempfile.TemporaryDirectory() as tmp:
             out = Path(pred_dir) if pred_dir is not None else Path(tmp)
             timing = predict_widerface(detector, files, out, max_size=max_size, progress=progress)
             names = None if subset is None else [p.stem for p in files]
             res = evaluate_widerface(out, gt, images=names, return_curves=plot is not None)
-    finally:
-        if not isinstance(model, FaceDetector) and was_training:
-            model.train()
     if plot is not None:
         plot_pr_curves(res.pop("curves"), plot, title=f"{detector.name}: WIDER FACE val, official protocol")
     res.update(timing)
