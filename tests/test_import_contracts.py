@@ -55,3 +55,18 @@ def test_a_broken_layer_is_reported(tmp_path: Path) -> None:
     proc = _lint(config)
     assert proc.returncode != 0, proc.stdout
     assert "featherface._models" in proc.stdout and "featherface._ops" in proc.stdout
+
+
+def test_import_floors_stay_at_nine_or_fewer() -> None:
+    """benchmarks/import_floors.py: the longest import chain between top-level components (12 before the
+    package-per-concern layout, 9 after: __main__ -> cli -> _bench -> _api -> _stream -> pipeline ->
+    _engines -> _models -> _ops)."""
+    pytest.importorskip("grimp")
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    try:
+        from import_floors import import_floors
+    finally:
+        sys.path.remove(str(ROOT / "benchmarks"))
+    result = import_floors(ROOT / "src")
+    assert result["cycles"] == []
+    assert result["floors"] <= 9, result["chain"]
