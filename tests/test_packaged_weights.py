@@ -164,3 +164,13 @@ def test_large_real_size_input_gets_its_one_face_and_nothing_else(name: str, max
     truth = tuple(4 * v for v in ASTRONAUT_FACE)
     assert len(faces) == 1, [(tuple(round(v) for v in f.box), round(f.score, 2)) for f in faces]
     assert _iou(faces[0].box, truth) > 0.5
+
+
+def test_weights_behaviour_script_reports_what_these_tests_check() -> None:
+    """benchmarks/weights_behaviour.py (how a candidate is judged before it ships) on the packaged weights."""
+    script = Path(__file__).resolve().parents[1] / "benchmarks" / "weights_behaviour.py"
+    out = subprocess.run([sys.executable, str(script), "packaged"], capture_output=True, text=True, check=True).stdout
+    rec = json.loads(out)
+    assert rec["blank_frame_boxes"] == 0 and rec["astronaut_faces_above_0.5"] == 1
+    assert rec["astronaut_best"]["iou"] >= 0.5 and rec["astronaut_2048_boxes_at_1024"] == 1
+    assert rec["astronaut_2048_boxes_original_size"] > 1  # the known gap at the original size

@@ -1,0 +1,56 @@
+"""What a v2_ultra weights folder does on the photos and frames the packaged-weights tests use.
+
+For each weights folder (or ``packaged``): boxes on blank frames (black, grey, white; the sizes of
+``tests/test_packaged_weights.py``), how many of 10 uniform-noise frames get a box, the astronaut photo
+(faces above 0.5, best score, IoU with the hand-drawn face box) and the astronaut upscaled to 2048 px
+(boxes at the default ``max_size`` of 1024 and at the original size). The tests ask for 0, 0, one face
+and 1 box. Used to judge a candidate before it ships (docs/training.md)::
+
+    python benchmarks/weights_behaviour.py packaged ../runs/ship_h600
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+import featherface
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "tests"))
+from test_packaged_weights import ASTRONAUT, ASTRONAUT_FACE, BLANK_SIZES, _iou  # noqa: E402
+
+
+def behaviour(weights: str) -> dict[str, object]:
+    det = featherface.load_model("v2_ultra", weights=None if weights == "packaged" else weights, device="cpu",
+                                 local_files_only=True)
+    blank = sum(len(det.detect(np.full((h, w, 3), level, np.uint8))) for h, w in BLANK_SIZES for level in (0, 127, 255))
+    rng = np.random.default_rng(0)
+    noise = sum(bool(det.detect(rng.integers(0, 256, size=(480, 640, 3), dtype=np.uint8))) for _ in range(10))
+    faces = det.detect(ASTRONAUT)
+    big = cv2.resize(cv2.imread(str(ASTRONAUT)), (2048, 2048), interpolation=cv2.INTER_CUBIC)
+    capped, full = det.detect(big, color="bgr"), det.detect(big, color="bgr", max_size=None)
+    return {"weights": weights, "blank_frame_boxes": blank, "noise_frames_with_a_box": noise,
+            "astronaut_faces_above_0.5": len([f for f in faces if f.score > 0.5]),
+            "astronaut_best": {"score": round(faces[0].score, 3), "iou": round(_iou(faces[0].box, ASTRONAUT_FACE), 3)}
+            if faces else None,
+            "astronaut_2048_boxes_at_1024": len(capped),
+            "astronaut_2048_scores_at_1024": [round(f.score, 3) for f in capped],
+            "astronaut_2048_boxes_original_size": len(full)}
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("weights", nargs="+", help="weights folders, or 'packaged'")
+    for w in ap.parse_args(argv).weights:
+        print(json.dumps(behaviour(w)))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
