@@ -159,18 +159,17 @@ def _plot_ablations(ax: Any, ablations: list[dict[str, Any]], start: dict[str, A
                     reference: list[dict[str, Any]]) -> None:
     """Ablations: mean dev AP against the steps of each run, all from the packaged weights (step 0), with
     the stage they are compared against (``reference``, black dashes)."""
+
+    def curve(recs: list[dict[str, Any]]) -> tuple[list[int], list[float]]:
+        pts = sorted(recs, key=lambda r: r["step"])
+        head = [] if start is None else [(0, _mean_dev(start))]
+        xy = head + [(r["step"], _mean_dev(r)) for r in pts]
+        return [x for x, _ in xy], [y for _, y in xy]
+
     if reference:
-        pts = sorted(reference, key=lambda r: r["step"])
-        xs, ys = [r["step"] for r in pts], [_mean_dev(r) for r in pts]
-        if start is not None:
-            xs, ys = [0, *xs], [_mean_dev(start), *ys]
-        ax.plot(xs, ys, "k--o", markersize=3, label=f"{pts[0]['stage']} (reference)")
+        ax.plot(*curve(reference), "k--o", markersize=3, label=f"{reference[0]['stage']} (reference)")
     for stage in dict.fromkeys(r["stage"] for r in ablations):
-        pts = sorted((r for r in ablations if r["stage"] == stage), key=lambda r: r["step"])
-        xs, ys = [r["step"] for r in pts], [_mean_dev(r) for r in pts]
-        if start is not None:
-            xs, ys = [0, *xs], [_mean_dev(start), *ys]
-        ax.plot(xs, ys, "-o", markersize=3, label=stage)
+        ax.plot(*curve([r for r in ablations if r["stage"] == stage]), "-o", markersize=3, label=stage)
     if start is not None:
         ax.axhline(_mean_dev(start), color="grey", lw=0.8, ls=":")
     ax.set_xlabel("steps from the packaged weights (batch 16)")

@@ -44,6 +44,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from featherface._ops.boxes import box_iou
 from featherface.train.augment import TARGET_DIM, build_targets
 
 __all__ = [
@@ -508,8 +509,6 @@ def merge_labels(primary: Sequence[FaceSample], secondary: Sequence[FaceSample],
     that overlap no added primary face by more than ``iou_threshold``. Other images of ``primary`` are
     kept as they are; images only in ``secondary`` are left out. Order of ``primary`` is kept.
     """
-    from featherface._ops.boxes import box_iou
-
     by_path = {s.image_path: s for s in secondary}
     merged: list[FaceSample] = []
     for p in primary:
