@@ -3,8 +3,9 @@
 For each weights folder (or ``packaged``): boxes on blank frames (black, grey, white; the sizes of
 ``tests/test_packaged_weights.py``), how many of 10 uniform-noise frames get a box, the astronaut photo
 (faces above 0.5, best score, IoU with the hand-drawn face box) and the astronaut upscaled to 2048 px
-(boxes at the default ``max_size`` of 1024 and at the original size). The tests ask for 0, 0, one face
-and 1 box. Used to judge a candidate before it ships (docs/training.md)::
+(boxes at the default ``max_size`` of 1024 and at the original size), and how many of the 16 small
+faces (20-32 px) of ``tests/test_small_faces_vs_teacher.py`` it finds at the original size. The tests
+ask for 0, 0, one face, 1 box, and at least three quarters of the small faces the teacher finds. Used to judge a candidate before it ships (docs/training.md)::
 
     python benchmarks/weights_behaviour.py packaged ../runs/ship_h600
 """
@@ -22,8 +23,9 @@ import numpy as np
 import featherface
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "tests"))
+sys.path[:0] = [str(ROOT / "tests"), str(ROOT)]
 from test_packaged_weights import ASTRONAUT, ASTRONAUT_FACE, BLANK_SIZES, _iou  # noqa: E402
+from test_small_faces_vs_teacher import _canvas, _found  # noqa: E402
 
 
 def behaviour(weights: str) -> dict[str, object]:
@@ -35,13 +37,16 @@ def behaviour(weights: str) -> dict[str, object]:
     faces = det.detect(ASTRONAUT)
     big = cv2.resize(cv2.imread(str(ASTRONAUT)), (2048, 2048), interpolation=cv2.INTER_CUBIC)
     capped, full = det.detect(big, color="bgr"), det.detect(big, color="bgr", max_size=None)
+    canvas, truth = _canvas()
+    small = _found(det.detect(canvas, color="bgr", max_size=None), truth)
     return {"weights": weights, "blank_frame_boxes": blank, "noise_frames_with_a_box": noise,
             "astronaut_faces_above_0.5": len([f for f in faces if f.score > 0.5]),
             "astronaut_best": {"score": round(faces[0].score, 3), "iou": round(_iou(faces[0].box, ASTRONAUT_FACE), 3)}
             if faces else None,
             "astronaut_2048_boxes_at_1024": len(capped),
             "astronaut_2048_scores_at_1024": [round(f.score, 3) for f in capped],
-            "astronaut_2048_boxes_original_size": len(full)}
+            "astronaut_2048_boxes_original_size": len(full),
+            "small_faces_found": f"{sum(small)}/{len(small)}"}
 
 
 def main(argv: list[str] | None = None) -> int:
