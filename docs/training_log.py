@@ -15,6 +15,9 @@ The log is ``docs/data/training_log.jsonl``; the next session appends to it.
     # the same for a dev-only ablation run (its own table, docs/data/dev_ablation.json, and plot panel)
     python docs/training_log.py run ../runs/v2_ultra_abl_a --stage abl_a_wider_only --crops-before 55520 \
         --every 100 --ablation --dev ../dev --widerface ../data/widerface --extra ../data/extra
+    # a stage that starts from a logged checkpoint of another run (its curve is drawn from that point)
+    python docs/training_log.py run ../runs/v2_ultra_s7 --stage s7_background --crops-before 65120 \
+        --starts-from abl_h_no_mask_sets_600:600 --every 100 --dev ../dev --widerface ../data/widerface --extra ../data/extra
     # draw docs/training_log.png from the log
     python docs/training_log.py plot
     # write docs/data/training_log.json (the table docs/training.md shows; python docs/results.py renders it)
@@ -104,8 +107,29 @@ def cmd_run(args: argparse.Namespace) -> int:
         _append({"stage": args.stage, "checkpoint": f"{run.name}/{ckpt.name}", "ema": True, "step": step,
                  "crops_total": args.crops_before + step * batch,
                  "wall_hours_total": round(args.hours_before + _wall_hours(run, step), 3),
-                 "note": args.note, **({"ablation": True} if args.ablation else {}), "dev": _dev(det, args)})
+                 "note": args.note, **({"ablation": True} if args.ablation else {}),
+                 **({"starts_from": args.starts_from} if args.starts_from else {}), "dev": _dev(det, args)})
     return 0
+
+
+def _starts_from(value: str) -> dict[str, Any]:
+    """``STAGE:STEP`` -> ``{"stage", "step"}``: the logged checkpoint a stage started from."""
+    stage, sep, step = value.rpartition(":")
+    if not sep or not stage or not step.isdigit():
+        raise argparse.ArgumentTypeError(f"expected STAGE:STEP, got {value!r}")
+    return {"stage": stage, "step": int(step)}
+
+
+def _head(stage_recs: list[dict[str, Any]], every: list[dict[str, Any]], starts: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Where a stage's curve begins: the logged checkpoint named by its ``starts_from``, else the last
+    weights folder logged (the packaged weights)."""
+    origin = stage_recs[0].get("starts_from")
+    if origin:
+        found = [r for r in every if r["stage"] == origin["stage"] and r.get("step") == origin["step"]]
+        if not found:
+            raise SystemExit(f"{stage_recs[0]['stage']} starts from {origin}, which the log does not hold")
+        return found[:1]
+    return starts[-1:]
 
 
 def cmd_plot(args: argparse.Namespace) -> int:
@@ -129,7 +153,7 @@ def cmd_plot(args: argparse.Namespace) -> int:
             ax.plot([r["crops_total"] / 1000], [r["dev"]["dev"][setting]], "s", color=colour, markersize=7)
         for k, stage in enumerate(stages):
             pts = sorted((r for r in recs if r["stage"] == stage), key=lambda r: r["crops_total"])
-            pts = starts[-1:] + pts if starts else pts
+            pts = _head(pts, every, starts) + pts
             ax.plot([r["crops_total"] / 1000 for r in pts], [r["dev"]["dev"][setting] for r in pts],
                     styles[k % len(styles)] + "o", color=colour, markersize=3,
                     label=f"{labels[setting]}, {stage}")
@@ -231,6 +255,8 @@ def main(argv: list[str] | None = None) -> int:
             p.add_argument("--crops-before", type=int, required=True)
             p.add_argument("--hours-before", type=float, default=0.0)
             p.add_argument("--every", type=int, default=500)
+            p.add_argument("--starts-from", type=_starts_from, default=None, metavar="STAGE:STEP",
+                           help="the logged checkpoint this run started from (its curve is drawn from there)")
             p.add_argument("--ablation", action="store_true",
                            help="a dev-only experiment (not a candidate to ship): its own table and plot panel")
     p = sub.add_parser("plot")
