@@ -129,18 +129,20 @@ _REGISTRY: dict[str, ModelSpec] = {
         config=_V2_ULTRA,
         description="FeatherFace V2 Ultra: width-20 neck, shared attention, distilled from v1; ~244.5 K params",
         weights=WeightsSpec(
-            # Trained by this project on 2-core CPUs from the reference V1's backbone, frozen then
-            # fine-tuned (configs/cpu/v2_ultra_s1_frozen.yaml, configs/cpu/v2_ultra_s2_unfrozen.yaml;
+            # Trained by this project on 2-core CPUs from the reference V1's backbone: frozen, fine-tuned,
+            # then frozen again while the neck and heads trained on WIDER FACE train plus teacher-labelled
+            # photographs (configs/cpu/v2_ultra_s1_frozen.yaml, v2_ultra_s2_unfrozen.yaml,
+            # v2_ultra_abl_h_no_mask_sets_600.yaml, v2_ultra_s8_more_photos.yaml; chosen on the dev split;
             # provenance of every part in the model card and docs/models.md). Not uploaded to the Hub yet (revision None): the packaged copy is used.
             # repo_id is where the Hub-ready folder (src/featherface/weights/v2_ultra) is to be published.
             repo_id="featherface/featherface-v2-ultra",
             revision=None,
             filename="model.safetensors",
-            sha256="c2bdb941af028cc4775654399e525c4214eee7bc5d2647f6ed2e2771d2461baa",
+            sha256="ff5a4c6a394ac7ce2a51169f077e45a4d1891d2f2f95541ae41a53268510f6be",
             num_params=244_523,
             license="MIT (weights trained on WIDER FACE: non-commercial research data; backbone from the MIT-licensed FeatherFace V1 release)",
             packaged="v2_ultra",
-            metrics={"easy": 0.7656058394358997, "medium": 0.6716220793125196, "hard": 0.433474737961719},
+            metrics={"easy": 0.7876973629805386, "medium": 0.7141171784632143, "hard": 0.45980775578295174},
             metrics_protocol="AP on the full WIDER FACE val set (3,226 images), original size, official protocol",
         ),
     ),
