@@ -119,7 +119,7 @@ class DetectorOptions:
         max_size: if the (scaled) longer side exceeds this, downscale to it (aspect kept). Default
             1024: above about 1,300 px of network input the packaged weights put false boxes on
             plain background, and on phone-size photos (4000 px) a 1024 px input found about as
-            many faces of 40 px and more as 1280 or 1600 px with half the false boxes or fewer
+            many faces of 40 px and more as 1280 or 1600 px with fewer false boxes
             (``benchmarks/size_policy.py``, docs/concepts.md). ``None``: no cap (the WIDER FACE
             protocol runs every image at its original size).
         min_face_size: the smallest face, in pixels of the original image, that you need found
