@@ -122,7 +122,7 @@ def _starts_from(value: str) -> dict[str, Any]:
 
 def _head(stage_recs: list[dict[str, Any]], every: list[dict[str, Any]], starts: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Where a stage's curve begins: the logged checkpoint named by its ``starts_from``, else the last
-    weights folder logged (the packaged weights)."""
+    weights folder logged (the weights packaged before this release)."""
     origin = stage_recs[0].get("starts_from")
     if origin:
         found = [r for r in every if r["stage"] == origin["stage"] and r.get("step") == origin["step"]]
@@ -158,7 +158,7 @@ def cmd_plot(args: argparse.Namespace) -> int:
                     styles[k % len(styles)] + "o", color=colour, markersize=3,
                     label=f"{labels[setting]}, {stage}")
     for r in starts:
-        ax.annotate(f"{r['stage']} (packaged)", (r["crops_total"] / 1000, r["dev"]["dev"]["large"]), fontsize=7,
+        ax.annotate(f"{r['stage']} (packaged before)", (r["crops_total"] / 1000, r["dev"]["dev"]["large"]), fontsize=7,
                     textcoords="offset points", xytext=(0, 8), ha="center")
     ax.set_xlabel("training crops seen since the first stage (thousands)")
     ax.set_ylabel("dev AP (%)")
@@ -181,7 +181,7 @@ def _mean_dev(r: dict[str, Any]) -> float:
 
 def _plot_ablations(ax: Any, ablations: list[dict[str, Any]], start: dict[str, Any] | None,
                     reference: list[dict[str, Any]]) -> None:
-    """Ablations: mean dev AP against the steps of each run, all from the packaged weights (step 0), with
+    """Ablations: mean dev AP against the steps of each run, all from the weights packaged before this release (step 0), with
     the stage they are compared against (``reference``, black dashes)."""
 
     def curve(recs: list[dict[str, Any]]) -> tuple[list[int], list[float]]:
@@ -196,9 +196,9 @@ def _plot_ablations(ax: Any, ablations: list[dict[str, Any]], start: dict[str, A
         ax.plot(*curve([r for r in ablations if r["stage"] == stage]), "-o", markersize=3, label=stage)
     if start is not None:
         ax.axhline(_mean_dev(start), color="grey", lw=0.8, ls=":")
-    ax.set_xlabel("steps from the packaged weights (batch 16)")
+    ax.set_xlabel("steps from the weights packaged before (batch 16)")
     ax.set_ylabel("dev AP, mean of the three settings (%)")
-    ax.set_title("ablations on the dev split (each from the packaged weights)")
+    ax.set_title("ablations on the dev split (each from the weights packaged before)")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=6, loc="lower left")
 
@@ -221,15 +221,15 @@ def cmd_table(args: argparse.Namespace) -> int:
                       "python docs/training_log.py table",
            "git_commit": git_commit(), "date": datetime.date.today().isoformat(),
            "machine": machine(1, "scored on one core while training runs used the other"),
-           "weights": "historical: the candidates of each stage (checkpoints listed per row; the packaged "
-                      "weights are the s2_unfrozen row)",
+           "weights": "historical: the candidates of each stage (checkpoints listed per row; the weights packaged "
+                      "before this release are the s2_unfrozen row, the packaged ones s8_more_photos step 600)",
            "versions": versions(), "weights_sha256": {}, "data": {"records": rows}}
     (DOCS / "data" / "training_log.json").write_text(json.dumps(rec, indent=1) + "\n", encoding="utf-8")
     print(f"wrote docs/data/training_log.json ({len(rows)} records)")
     if ablation_rows:
         abl = {**rec, "name": "dev_ablation",
                "weights": "historical: the checkpoints of each ablation run (listed per row), all started from "
-                          "the packaged weights (the s2_unfrozen row of training_log)",
+                          "the weights packaged before this release (the s2_unfrozen row of training_log)",
                "data": {"start": rows[0] if rows else None, "records": ablation_rows}}
         (DOCS / "data" / "dev_ablation.json").write_text(json.dumps(abl, indent=1) + "\n", encoding="utf-8")
         print(f"wrote docs/data/dev_ablation.json ({len(ablation_rows)} records)")
