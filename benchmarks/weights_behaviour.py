@@ -7,7 +7,8 @@ For each weights folder (or ``packaged``): boxes on blank frames (black, grey, w
 faces (20-32 px) of ``tests/test_small_faces_vs_teacher.py`` it finds at the original size. The tests
 ask for 0, 0, one face, 1 box, and at least three quarters of the small faces the teacher finds.
 Also: the best score on each small face, and the astronaut magnified 1x-4x at its original size (the
-best score of a box that is not the face, and how many such boxes pass the default threshold). Used to judge a candidate before it ships (docs/training.md)::
+best score of a box that is not the face, and how many such boxes pass the default threshold).
+Used to judge a candidate before it ships (docs/training.md)::
 
     python benchmarks/weights_behaviour.py packaged ../runs/ship_h600
 """

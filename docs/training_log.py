@@ -17,7 +17,8 @@ The log is ``docs/data/training_log.jsonl``; the next session appends to it.
         --every 100 --ablation --dev ../dev --widerface ../data/widerface --extra ../data/extra
     # a stage that starts from a logged checkpoint of another run (its curve is drawn from that point)
     python docs/training_log.py run ../runs/v2_ultra_s7 --stage s7_background --crops-before 65120 \
-        --starts-from abl_h_no_mask_sets_600:600 --every 100 --dev ../dev --widerface ../data/widerface --extra ../data/extra
+        --starts-from abl_h_no_mask_sets_600:600 --every 100 --dev ../dev --widerface ../data/widerface \
+        --extra ../data/extra
     # draw docs/training_log.png from the log
     python docs/training_log.py plot
     # write docs/data/training_log.json (the table docs/training.md shows; python docs/results.py renders it)
@@ -120,7 +121,8 @@ def _starts_from(value: str) -> dict[str, Any]:
     return {"stage": stage, "step": int(step)}
 
 
-def _head(stage_recs: list[dict[str, Any]], every: list[dict[str, Any]], starts: list[dict[str, Any]]) -> list[dict[str, Any]]:
+def _head(stage_recs: list[dict[str, Any]], every: list[dict[str, Any]],
+          starts: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Where a stage's curve begins: the logged checkpoint named by its ``starts_from``, else the last
     weights folder logged (the weights packaged before this release)."""
     origin = stage_recs[0].get("starts_from")
@@ -181,8 +183,8 @@ def _mean_dev(r: dict[str, Any]) -> float:
 
 def _plot_ablations(ax: Any, ablations: list[dict[str, Any]], start: dict[str, Any] | None,
                     reference: list[dict[str, Any]]) -> None:
-    """Ablations: mean dev AP against the steps of each run, all from the weights packaged before this release (step 0), with
-    the stage they are compared against (``reference``, black dashes)."""
+    """Ablations: mean dev AP against the steps of each run, all from the weights packaged before this
+    release (step 0), with the stage they are compared against (``reference``, black dashes)."""
 
     def curve(recs: list[dict[str, Any]]) -> tuple[list[int], list[float]]:
         pts = sorted(recs, key=lambda r: r["step"])
