@@ -143,7 +143,7 @@ def cmd_plot(args: argparse.Namespace) -> int:
     every = [r for r in records() if "dev" in r and "dev" in r["dev"]]
     recs = [r for r in every if not r.get("ablation")]
     ablations = [r for r in every if r.get("ablation")]
-    fig, axes = plt.subplots(1, 2 if ablations else 1, figsize=(14 if ablations else 8, 4.5), squeeze=False)
+    fig, axes = plt.subplots(1, 2 if ablations else 1, figsize=(14 if ablations else 8, 7), squeeze=False)
     ax = axes[0][0]
     starts = [r for r in recs if r.get("step") is None]  # weights folders: where later stages started
     stages = list(dict.fromkeys(r["stage"] for r in recs if r.get("step") is not None))
@@ -166,7 +166,7 @@ def cmd_plot(args: argparse.Namespace) -> int:
     ax.set_ylabel("dev AP (%)")
     ax.set_title("v2_ultra on the dev split (never WIDER FACE val)")
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=6, ncol=3, loc="center right")
+    ax.legend(fontsize=6, ncol=3, loc="upper center", bbox_to_anchor=(0.5, -0.14))
     if ablations:
         reference = [r for r in recs if r["stage"] == args.reference_stage]
         _plot_ablations(axes[0][1], ablations, starts[-1] if starts else None, reference)
