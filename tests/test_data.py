@@ -17,6 +17,7 @@ from featherface.train.data import (
     FaceDataset,
     FaceSample,
     detection_collate,
+    image_files,
     load_image_bgr,
     merge_labels,
     read_jsonl,
@@ -361,6 +362,15 @@ def test_detection_collate() -> None:
 
 
 # ------------------------------------------------------------------------------------- Pascal VOC
+
+
+def test_image_files_finds_images_at_any_depth_in_sorted_order(tmp_path: Path) -> None:
+    (tmp_path / "b" / "deep").mkdir(parents=True)
+    (tmp_path / "dir.jpg").mkdir()  # a folder with an image ending is not an image
+    for rel in ("b/deep/z.PNG", "a.jpg", "b/x.webp", "notes.txt", "b/y.JPEG"):
+        (tmp_path / rel).write_bytes(b"")
+    assert image_files(tmp_path) == [tmp_path / "a.jpg", tmp_path / "b" / "deep" / "z.PNG",
+                                     tmp_path / "b" / "x.webp", tmp_path / "b" / "y.JPEG"]
 
 
 def _voc(path: Path, filename: str, objects: list[tuple[str, list[int], int]], size: tuple[int, int] = (100, 80)) -> None:

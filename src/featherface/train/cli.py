@@ -137,7 +137,7 @@ def cmd_pseudo_label(args: argparse.Namespace) -> int:
     import torch
 
     from featherface.train.checkpoint import load_teacher
-    from featherface.train.data import read_widerface_bbx_gt
+    from featherface.train.data import image_files, read_widerface_bbx_gt
     from featherface.train.pseudo import label_landmarks, label_unlabelled
 
     if args.unlabelled:
@@ -149,8 +149,7 @@ def cmd_pseudo_label(args: argparse.Namespace) -> int:
                                 num_threads=args.threads, weights_source="teacher")
         policy = TeacherLabelPolicy(face_threshold=args.score_threshold, ignore_threshold=args.ignore_threshold,
                                     max_side=args.max_side)
-        exts = {".jpg", ".jpeg", ".png", ".bmp", ".webp"}
-        paths = sorted(p for p in Path(args.images).rglob("*") if p.suffix.lower() in exts)
+        paths = image_files(args.images)
         stats = label_unlabelled(detector, paths, args.out, args.images, policy=policy,
                                  progress=sys.stderr.isatty())
     elif args.widerface_labels:

@@ -55,6 +55,7 @@ __all__ = [
     "Transform",
     "build_targets",
     "detection_collate",
+    "image_files",
     "load_image_bgr",
     "merge_labels",
     "read_jsonl",
@@ -409,7 +410,13 @@ def _parse_jsonl_record(record: object, images_root: Path) -> FaceSample:
 
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
-"""File name endings :func:`read_voc` tries when an XML names an image by another ending."""
+"""File name endings (any case) that the training stack treats as images: :func:`image_files`, and the
+endings :func:`read_voc` tries when an XML names an image by another ending."""
+
+
+def image_files(root: PathLike) -> list[Path]:
+    """Every image file (ending in :data:`IMAGE_SUFFIXES`, any case) under ``root`` at any depth, sorted."""
+    return sorted(p for p in Path(root).rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
 
 
 def read_voc(annotations_dir: PathLike, images_root: PathLike, classes: Sequence[str] | None = None) -> list[FaceSample]:
@@ -481,9 +488,8 @@ def read_voc(annotations_dir: PathLike, images_root: PathLike, classes: Sequence
 def _image_index(images_root: Path) -> dict[str, Path]:
     """Every image file under ``images_root`` (any depth) by lower-case name; the first in sorted order wins."""
     index: dict[str, Path] = {}
-    for path in sorted(images_root.rglob("*")):
-        if path.suffix.lower() in IMAGE_SUFFIXES and path.is_file():
-            index.setdefault(path.name.lower(), path)
+    for path in image_files(images_root):
+        index.setdefault(path.name.lower(), path)
     return index
 
 

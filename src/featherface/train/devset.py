@@ -35,7 +35,7 @@ from typing import Any
 import numpy as np
 
 from featherface.train.ap import GroundTruthImage, score_detections
-from featherface.train.data import FaceSample, read_jsonl, read_widerface_bbx_gt
+from featherface.train.data import FaceSample, image_files, read_jsonl, read_widerface_bbx_gt
 
 __all__ = ["DEV_PROTOCOL", "SIZE_SETTINGS", "make_dev_split", "load_dev_split", "score_on_dev", "main"]
 
@@ -44,7 +44,6 @@ SIZE_SETTINGS: dict[str, float] = {"large": 50.0, "medium": 20.0, "all": 0.0}
 DEV_PROTOCOL = ("dev split (WIDER FACE train hold-out with official boxes + teacher-labelled extra photos), "
                 "original image size, score > 0.02, NMS IoU 0.4 (+1), AP at IoU 0.5 for faces >= 50 px / "
                 ">= 20 px / all")
-_IMAGE_EXTS = {".jpg", ".jpeg", ".png", ".bmp", ".webp"}
 
 
 def _pick(items: Sequence[str], n: int, seed: int) -> list[str]:
@@ -88,8 +87,7 @@ def make_dev_split(
         policy = TeacherLabelPolicy()
         with (out / "extra_dev.jsonl").open("w", encoding="utf-8") as handle:
             for source in sorted(p for p in extra.iterdir() if p.is_dir()):
-                files = sorted(p.relative_to(source).as_posix() for p in source.rglob("*")
-                               if p.suffix.lower() in _IMAGE_EXTS)
+                files = sorted(p.relative_to(source).as_posix() for p in image_files(source))
                 chosen = _pick(files, n_extra, seed)
                 (out / f"extra_exclude_{source.name}.txt").write_text("\n".join(chosen) + "\n", encoding="utf-8")
                 for rel in chosen:
