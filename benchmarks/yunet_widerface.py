@@ -26,6 +26,7 @@ import cv2
 import numpy as np
 
 from featherface.train.ap import evaluate_widerface, write_predictions
+from featherface.train.data import load_image_bgr
 from featherface.train.widerface_eval import fixed_subset, ground_truth_dir, val_images
 
 SCORE_THRESHOLD = 0.02
@@ -68,10 +69,7 @@ def main(argv: list[str] | None = None) -> int:
         t0 = time.perf_counter()
         n_boxes = 0
         for path in files:
-            image = cv2.imread(str(path), cv2.IMREAD_COLOR)
-            if image is None:
-                raise SystemExit(f"cannot read {path}")
-            boxes, scores = yunet_boxes(detector, image)
+            boxes, scores = yunet_boxes(detector, load_image_bgr(path))  # the loader featherface's own runs use
             write_predictions(out / path.parent.name / f"{path.stem}.txt", path.stem, boxes, scores)
             n_boxes += len(boxes)
         seconds = time.perf_counter() - t0
