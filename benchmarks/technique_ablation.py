@@ -1,41 +1,54 @@
 #!/usr/bin/env python
-"""Ablation of the five v2_ultra techniques (issue 11, item 4): the same short frozen-backbone
-schedule with each technique switched off (or on) in turn, AP on the fixed WIDER FACE val subset
-and the network's ONNX Runtime latency at 640x480.
+"""Ablation of the five v2_ultra techniques on the dev split, with several seeds: the same
+frozen-backbone schedule with each technique flipped in turn (and all five off), each variant trained
+once per seed, scored on the fixed dev split (``featherface.train.devset``: held-out WIDER FACE
+*train* images with their official boxes + teacher-labelled extra photographs). WIDER FACE val is
+never used here: it is the benchmark, and every technique switch is a choice.
 
-    python benchmarks/technique_ablation.py configs/cpu/v2_ultra_ablation.yaml \
-        --widerface data/widerface --subset 500 --out docs/data/technique_ablation.json
+    # train and score every (variant, seed); resumable, two processes can share one --out
+    python benchmarks/technique_ablation.py run configs/cpu/v2_ultra_ablation_dev.yaml --seeds 1 2 3 \
+        --dev ../dev --widerface ../data/widerface --extra ../data/extra \
+        --out docs/data/technique_ablation_dev.json [--shard 0/2]
+    # the table: mean and spread over seeds, and each variant's per-seed difference to the registry config
+    python benchmarks/technique_ablation.py report docs/data/technique_ablation_dev.json
+    # re-time each variant's ONNX Runtime graph (e.g. on a quiet machine)
+    python benchmarks/technique_ablation.py latency configs/cpu/v2_ultra_ablation_dev.yaml \
+        --out docs/data/technique_ablation_dev.json --threads 1 --repeats 50
 
-Each variant trains from the same start (teacher backbone, class prior, same seed and data order)
-for the config's ``max_steps``; the result is a *short-schedule* comparison, not the converged
-accuracy of each variant. Latency: ``onnxruntime`` raw graph of the variant (random weights: the
-time does not depend on them), batch 1, 640x480, ``--threads`` intra-op threads, median of
-``--repeats`` calls after warm-up.
+Every variant of a seed starts from the same point (teacher backbone, class prior, the seed's head
+initialisation and data order) and trains for the config's ``max_steps``: a comparison of what each
+variant reaches on one schedule, not of converged networks. Latency: the ``onnxruntime`` graph of
+the variant (random weights: the time does not depend on them), batch 1, 640x480, ``--threads``
+intra-op threads, median of ``--repeats`` calls after warm-up.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
+import fcntl
 import json
 import statistics
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from featherface._models.config import V2UltraTechniques
 from featherface.train.config import TrainConfig
-from featherface.train.loop import Trainer
-from featherface.train.widerface_eval import evaluate_detector_on_widerface
 
 TECHNIQUES = [f.name for f in dataclasses.fields(V2UltraTechniques)]
+SETTINGS = ("large", "medium", "all")  # dev AP on faces >= 50 px, >= 20 px, all counted faces
+REFERENCE = "registry default"
 
 
 def variants(base: dict[str, bool]) -> list[tuple[str, dict[str, bool]]]:
     """The registry config, then each technique flipped in turn, then all off."""
-    out = [("registry default", dict(base))]
+    out = [(REFERENCE, dict(base))]
     for name in TECHNIQUES:
         flipped = dict(base, **{name: not base[name]})
         out.append((f"{name} {'on' if flipped[name] else 'off'}", flipped))
@@ -43,7 +56,37 @@ def variants(base: dict[str, bool]) -> list[tuple[str, dict[str, bool]]]:
     return out
 
 
-def ort_latency_ms(config, threads: int, repeats: int) -> float:
+def tasks(base: dict[str, bool], seeds: list[int], shard: tuple[int, int]) -> list[tuple[str, dict[str, bool], int]]:
+    """Every (variant, techniques, seed), seed-major (all variants of seed 1 first), this shard's share."""
+    every = [(label, techs, seed) for seed in seeds for label, techs in variants(base)]
+    index, count = shard
+    return [t for i, t in enumerate(every) if i % count == index]
+
+
+@contextlib.contextmanager
+def _locked(path: Path) -> Iterator[None]:
+    """An exclusive lock beside ``path`` so that two processes can append to one result file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path.with_name(path.name + ".lock"), "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+
+
+def _read(path: Path) -> list[dict[str, Any]]:
+    return json.loads(path.read_text(encoding="utf-8")) if path.exists() else []
+
+
+def _append(path: Path, rec: dict[str, Any]) -> None:
+    with _locked(path):
+        results = _read(path)
+        results.append(rec)
+        path.write_text(json.dumps(results, indent=1) + "\n", encoding="utf-8")
+
+
+def ort_latency_ms(config: Any, threads: int, repeats: int) -> float:
     from featherface._engines.onnx_export import export_network_onnx
     from featherface._engines.onnxruntime import backend_opset, make_session
     from featherface._models import create_network
@@ -61,53 +104,118 @@ def ort_latency_ms(config, threads: int, repeats: int) -> float:
     return statistics.median(times)
 
 
-def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("config")
-    ap.add_argument("--widerface", required=True)
-    ap.add_argument("--subset", type=int, default=500)
-    ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--repeats", type=int, default=30)
-    ap.add_argument("--only", nargs="*", help="run only the variants whose label starts with one of these")
-    ap.add_argument("--out", required=True, help="JSON file; existing entries are kept (resumable)")
-    ap.add_argument("--latency-only", action="store_true",
-                    help="only re-time the variants already in --out (e.g. on a quiet machine)")
-    args = ap.parse_args(argv)
+def _shard(value: str) -> tuple[int, int]:
+    index, sep, count = value.partition("/")
+    if not sep or not index.isdigit() or not count.isdigit() or not 0 <= int(index) < int(count):
+        raise argparse.ArgumentTypeError(f"expected I/N with 0 <= I < N, got {value!r}")
+    return int(index), int(count)
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from featherface._api import FaceDetector
+    from featherface.train.devset import load_dev_split, score_on_dev
+    from featherface.train.loop import Trainer
+
     base_cfg = TrainConfig.from_file(args.config)
     base = base_cfg.model_config().techniques.to_dict()  # type: ignore[union-attr]
     out = Path(args.out)
-    results = json.loads(out.read_text()) if out.exists() else []
-    done = {r["variant"] for r in results}
-    if args.latency_only:
-        for r in results:
-            cfg = dataclasses.replace(base_cfg, techniques=r["techniques"])
-            r["ort_ms_640x480"] = round(ort_latency_ms(cfg.model_config(), args.threads, args.repeats), 2)
-            r["threads"] = args.threads
-        out.write_text(json.dumps(results, indent=1) + "\n")
-    for label, techs in variants(base):
-        if args.latency_only or label in done or (args.only and not any(label.startswith(o) for o in args.only)):
-            continue
-        cfg = dataclasses.replace(base_cfg, techniques=techs,
-                                  out_dir=str(Path(base_cfg.out_dir) / label.replace(" ", "_")))
+    dev = load_dev_split(args.dev, args.widerface, args.extra)
+    for label, techs, seed in tasks(base, args.seeds, args.shard):
+        with _locked(out):
+            if any(r["variant"] == label and r["seed"] == seed for r in _read(out)):
+                continue
+        cfg = dataclasses.replace(base_cfg, techniques=techs, seed=seed,
+                                  out_dir=str(Path(base_cfg.out_dir) / f"{label.replace(' ', '_')}_seed{seed}"))
         t0 = time.perf_counter()
         tr = Trainer(cfg)
         tr.fit()
         train_s = time.perf_counter() - t0
-        model = tr.eval_model()
-        res = evaluate_detector_on_widerface(model, tr.model_config, args.widerface, subset=args.subset, progress=False)
-        rec = {"variant": label, "techniques": techs, "steps": tr.step, "crops": tr.step * cfg.batch_size,
-               "image_size": cfg.image_size, "train_s": round(train_s, 1), "subset": args.subset,
-               **{k: round(float(res[k]), 4) for k in ("easy", "medium", "hard")},
+        det = FaceDetector(tr.eval_model().eval(), tr.model_config, device="cpu")
+        res = score_on_dev(det, dev)
+        rec = {"variant": label, "techniques": techs, "seed": seed, "steps": tr.step,
+               "crops": tr.step * cfg.batch_size, "image_size": cfg.image_size, "train_s": round(train_s, 1),
+               "dev": {part: {k: round(100 * v, 2) for k, v in aps.items()} for part, aps in res.items()},
                "ort_ms_640x480": round(ort_latency_ms(tr.model_config, args.threads, args.repeats), 2),
                "threads": args.threads}
         print(json.dumps(rec), flush=True)
-        results.append(rec)
-        out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_text(json.dumps(results, indent=1) + "\n")
-    print("| variant | easy | medium | hard | ORT ms (640x480) |\n|---|---:|---:|---:|---:|")
-    for r in results:
-        print(f"| {r['variant']} | {100 * r['easy']:.2f} | {100 * r['medium']:.2f} | {100 * r['hard']:.2f} | {r['ort_ms_640x480']:.2f} |")
+        _append(out, rec)
     return 0
+
+
+def cmd_latency(args: argparse.Namespace) -> int:
+    base_cfg = TrainConfig.from_file(args.config)
+    out = Path(args.out)
+    ms: dict[str, float] = {}
+    with _locked(out):
+        results = _read(out)
+        for r in results:
+            if r["variant"] not in ms:
+                cfg = dataclasses.replace(base_cfg, techniques=r["techniques"])
+                ms[r["variant"]] = round(ort_latency_ms(cfg.model_config(), args.threads, args.repeats), 2)
+            r["ort_ms_640x480"], r["threads"] = ms[r["variant"]], args.threads
+        out.write_text(json.dumps(results, indent=1) + "\n", encoding="utf-8")
+    return 0
+
+
+def _mean(rec: dict[str, Any]) -> float:
+    return sum(rec["dev"]["dev"][k] for k in SETTINGS) / len(SETTINGS)
+
+
+def summarize(results: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Per variant (in first-seen order): mean and sample standard deviation over seeds of the dev AP
+    at each setting and of their mean, and the per-seed difference of that mean to the registry config
+    (seeds where both ran)."""
+    by_variant: dict[str, dict[int, dict[str, Any]]] = {}
+    for r in results:
+        by_variant.setdefault(r["variant"], {})[r["seed"]] = r
+    ref = by_variant.get(REFERENCE, {})
+    rows = []
+    for label, per_seed in by_variant.items():
+        recs = [per_seed[s] for s in sorted(per_seed)]
+        row: dict[str, Any] = {"variant": label, "seeds": sorted(per_seed), "techniques": recs[0]["techniques"],
+                               "ort_ms_640x480": recs[0]["ort_ms_640x480"]}
+        for key, values in [*((k, [r["dev"]["dev"][k] for r in recs]) for k in SETTINGS), ("mean", [_mean(r) for r in recs])]:
+            row[key] = statistics.fmean(values)
+            row[key + "_sd"] = statistics.stdev(values) if len(values) > 1 else float("nan")
+        row["diff_to_reference"] = [round(_mean(per_seed[s]) - _mean(ref[s]), 2) for s in sorted(per_seed) if s in ref]
+        rows.append(row)
+    return rows
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    rows = summarize(_read(Path(args.out)))
+    print("| variant | seeds | dev >= 50 px | >= 20 px | all | mean | mean - registry config, per seed | ORT ms |")
+    print("|---|---:|---:|---:|---:|---:|---|---:|")
+    for r in rows:
+        cells = " | ".join(f"{r[k]:.2f} ± {r[k + '_sd']:.2f}" for k in (*SETTINGS, "mean"))
+        diffs = ", ".join(f"{d:+.2f}" for d in r["diff_to_reference"]) if r["variant"] != REFERENCE else "-"
+        print(f"| {r['variant']} | {len(r['seeds'])} | {cells} | {diffs} | {r['ort_ms_640x480']:.2f} |")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = ap.add_subparsers(dest="cmd", required=True)
+    run = sub.add_parser("run", help="train and score every (variant, seed) not yet in --out")
+    run.add_argument("config")
+    run.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 3])
+    run.add_argument("--dev", required=True, help="the dev split folder (featherface.train.devset)")
+    run.add_argument("--widerface", required=True)
+    run.add_argument("--extra", required=True)
+    run.add_argument("--shard", type=_shard, default=(0, 1), metavar="I/N",
+                     help="run every N-th task from the I-th (for N processes on one result file)")
+    run.add_argument("--threads", type=int, default=1, help="ONNX Runtime threads of the latency timing")
+    run.add_argument("--repeats", type=int, default=30)
+    run.add_argument("--out", required=True, help="JSON result file; existing (variant, seed) entries are kept")
+    lat = sub.add_parser("latency", help="re-time the variants already in --out")
+    lat.add_argument("config")
+    lat.add_argument("--out", required=True)
+    lat.add_argument("--threads", type=int, default=1)
+    lat.add_argument("--repeats", type=int, default=50)
+    rep = sub.add_parser("report", help="print the table of --out")
+    rep.add_argument("out")
+    args = ap.parse_args(argv)
+    return {"run": cmd_run, "latency": cmd_latency, "report": cmd_report}[args.cmd](args)
 
 
 if __name__ == "__main__":
