@@ -19,6 +19,9 @@ The log is ``docs/data/training_log.jsonl``; the next session appends to it.
     python docs/training_log.py run ../runs/v2_ultra_s7 --stage s7_background --crops-before 65120 \
         --starts-from abl_h_no_mask_sets_600:600 --every 100 --dev ../dev --widerface ../data/widerface \
         --extra ../data/extra
+    # the dev rows of a model card: best (by the mean of the three settings) and last checkpoint of
+    # every run logged before the choice, the weights folders, and which one ships
+    python docs/training_log.py candidates --ship s8_more_photos:600 --skip s9_continue s8r_all_people s10_unfrozen
     # draw docs/training_log.png from the log
     python docs/training_log.py plot
     # write docs/data/training_log.json (the table docs/training.md shows; python docs/results.py renders it)
@@ -205,6 +208,35 @@ def _plot_ablations(ax: Any, ablations: list[dict[str, Any]], start: dict[str, A
     ax.legend(fontsize=6, loc="lower left")
 
 
+def candidates(recs: list[dict[str, Any]], ship: dict[str, Any], skip: set[str]) -> list[dict[str, Any]]:
+    """The ``dev_results`` rows of a model card from log records: every logged weights folder (``step``
+    None), then per run (in log order, runs in ``skip`` left out) its best checkpoint by the mean of
+    the three dev settings and its last, by step; ``shipped`` marks the ``ship`` checkpoint."""
+    folders = [r for r in recs if r.get("step") is None]
+    picked: list[dict[str, Any]] = list(folders)
+    stages = [st for st in dict.fromkeys(r["stage"] for r in recs if r.get("step") is not None) if st not in skip]
+    for st in stages:
+        run = sorted((r for r in recs if r["stage"] == st and r.get("step") is not None), key=lambda r: r["step"])
+        best, last = max(run, key=_mean_dev), run[-1]
+        picked += [best] if best is last else sorted([best, last], key=lambda r: r["step"])
+
+    def name(r: dict[str, Any]) -> str:
+        if r.get("step") is None:
+            return f"{r['stage']} (the weights packaged before, sha256 {r['weights_sha256'][:8]}…)"
+        return f"{r['stage']}{' (ablation)' if r.get('ablation') else ''} step {r['step']}"
+
+    return [{"candidate": name(r), "crops": r["crops_total"], **{k: r["dev"]["dev"][k] for k in ("large", "medium", "all")},
+             "shipped": (r["stage"], r.get("step")) == (ship["stage"], ship["step"])} for r in picked]
+
+
+def cmd_candidates(args: argparse.Namespace) -> int:
+    rows = candidates(records(), args.ship, set(args.skip))
+    if not any(r["shipped"] for r in rows):
+        raise SystemExit(f"the shipped checkpoint {args.ship} is not among the candidates")
+    print(json.dumps(rows, indent=1, ensure_ascii=False))
+    return 0
+
+
 def cmd_table(args: argparse.Namespace) -> int:
     """The log as a result file of ``docs/results.py`` (rows: stage, checkpoint, crops, hours, dev AP)."""
     import datetime
@@ -266,9 +298,14 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--reference-stage", default="s6_frozen",
                    help="the stage the ablations change one thing of (drawn in their panel)")
     sub.add_parser("table")
+    p = sub.add_parser("candidates", help="print a model card's dev_results rows (JSON)")
+    p.add_argument("--ship", type=_starts_from, required=True, metavar="STAGE:STEP", help="the checkpoint that ships")
+    p.add_argument("--skip", nargs="*", default=[], metavar="STAGE", help="runs logged after the choice")
     args = ap.parse_args(argv)
     if args.cmd == "table":
         return cmd_table(args)
+    if args.cmd == "candidates":
+        return cmd_candidates(args)
     if args.cmd == "weights":
         args.weights = args.path
         return cmd_weights(args)
