@@ -10,6 +10,10 @@ resulting images/s. ``--set key=value`` overrides config fields (YAML syntax), e
 the trainer's autocast (``cpu_bf16``) and memory layout (``cpu_channels_last``), as in ``train_step``.
 
     python benchmarks/train_step_cost.py configs/cpu/v2_ultra_s1_frozen.yaml --steps 20
+
+``--compile`` runs the student through ``torch.compile`` (default inductor backend; on the CPU it
+needs a C++ compiler); the compilation happens in the first warm-up step and the first step's time is
+reported separately (``compile_s``), not in the step medians.
 """
 
 from __future__ import annotations
@@ -63,6 +67,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--warmup", type=int, default=3)
     ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
     ap.add_argument("--json", action="store_true")
+    ap.add_argument("--compile", action="store_true", help="run the student through torch.compile")
     args = ap.parse_args(argv)
 
     cfg = TrainConfig.from_file(args.config)
@@ -73,6 +78,8 @@ def main(argv: list[str] | None = None) -> int:
     loss_check = _loss_check(tr) if tr.amp_dtype is not None else None
     parts: dict[str, list[float]] = {k: [] for k in ("data", "match", "backbone+teacher", "student_forward", "loss",
                                                       "backward", "optimizer", "total")}
+    student = torch.compile(tr.net) if args.compile else tr.net
+    compile_s = None
     loader = iter(tr.data_loader(0))
     for i in range(args.warmup + args.steps):
         t0 = time.perf_counter()
@@ -89,7 +96,7 @@ def main(argv: list[str] | None = None) -> int:
         t2 = time.perf_counter()  # backbone and teacher: one ONNX Runtime call with teacher_runtime onnxruntime
         feats, t_out = tr.teacher_pass(images)
         t3 = time.perf_counter()
-        out = tr.net(feats) if feats is not None else tr.net(images)
+        out = student(feats) if feats is not None else student(images)
         t4 = time.perf_counter()
         task = tr.criterion(out, None, tr.priors, matched=matched)
         total = task["loss"]
@@ -107,6 +114,8 @@ def main(argv: list[str] | None = None) -> int:
         if tr.ema is not None:
             tr.ema.update_parameters(tr.model)
         t7 = time.perf_counter()
+        if i == 0 and args.compile:
+            compile_s = t7 - t0  # the first step: compilation of the forward and backward graphs
         if i >= args.warmup:
             for k, v in zip(parts, (t1 - t0, t2 - t1, t3 - t2, t4 - t3, t5 - t4, t6 - t5, t7 - t6, t7 - t0)):
                 parts[k].append(v * 1000.0)
@@ -114,7 +123,8 @@ def main(argv: list[str] | None = None) -> int:
     ips = cfg.batch_size / (med["total"] / 1000.0)
     info = {"config": args.config, "overrides": over, "batch_size": cfg.batch_size, "image_size": cfg.image_size,
             "threads": torch.get_num_threads(), "workers": cfg.workers, "shared_backbone": tr.shared_backbone,
-            "median_ms": med, "images_per_s": ips, "loss_check": loss_check}
+            "median_ms": med, "images_per_s": ips, "loss_check": loss_check,
+            "compile": args.compile, "compile_s": compile_s}
     if args.json:
         print(json.dumps(info, indent=2))
     else:
@@ -124,6 +134,8 @@ def main(argv: list[str] | None = None) -> int:
         for k, v in med.items():
             print(f"| {k} | {v:.1f} |")
         print(f"images/s: {ips:.2f}")
+        if compile_s is not None:
+            print(f"torch.compile: {compile_s:.1f} s in the first warm-up step")
         if loss_check:
             print(f"loss on one fixed batch: float32 {loss_check['float32']:.5f}, {loss_check['amp']} autocast "
                   f"{loss_check['autocast']:.5f} (relative difference {loss_check['relative_difference']:.2e})")
