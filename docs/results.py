@@ -414,6 +414,14 @@ def render_train_step_levers_s4(rec: dict[str, Any]) -> str:
     return text + "\n"
 
 
+def render_train_step_compile(rec: dict[str, Any]) -> str:
+    text = render_train_step_levers_s4(rec)
+    for r in rec["data"]["rows"]:
+        if r.get("compile_s") is not None:
+            text += f"\nFirst step of \"{r['label']}\" (compiling the forward and backward graphs): {r['compile_s']:.0f} s.\n"
+    return text
+
+
 def render_size_policy(rec: dict[str, Any]) -> str:
     d = rec["data"]
     rows = [["none (original size)" if c == "None" else ("**1024 (the default)**" if c == "1024" else c),
@@ -464,6 +472,7 @@ RESULTS: tuple[Result, ...] = (
     Result("train_step_cost", "docs/training.md", render_train_step_cost, measure_train_step_cost),
     Result("train_step_levers", "docs/training.md", render_generic),
     Result("train_step_levers_s4", "docs/training.md", render_train_step_levers_s4),
+    Result("train_step_compile", "docs/training.md", render_train_step_compile),
     Result("training_log", "docs/training.md", render_training_log),
     Result("dev_ablation", "docs/training.md", render_dev_ablation),
     Result("shared_machine", "docs/concepts.md", render_shared_machine),
