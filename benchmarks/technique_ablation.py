@@ -8,12 +8,14 @@ never used here: it is the benchmark, and every technique switch is a choice.
     # train and score every (variant, seed); resumable, two processes can share one --out
     python benchmarks/technique_ablation.py run configs/cpu/v2_ultra_ablation_dev.yaml --seeds 1 2 3 \
         --dev ../dev --widerface ../data/widerface --extra ../data/extra \
-        --out docs/data/technique_ablation_dev.json [--shard 0/2]
-    # the table: mean and spread over seeds, and each variant's per-seed difference to the registry config
-    python benchmarks/technique_ablation.py report docs/data/technique_ablation_dev.json
+        --out ../runs/technique_ablation_dev.json [--shard 0/2]
+    # the table: mean and spread over seeds, and each variant's per-seed difference to the registry config;
+    # --result also writes it as the result file that docs/results.py renders into docs/training.md
+    python benchmarks/technique_ablation.py report ../runs/technique_ablation_dev.json \
+        --config configs/cpu/v2_ultra_ablation_dev.yaml --result docs/data/technique_ablation_dev.json
     # re-time each variant's ONNX Runtime graph (e.g. on a quiet machine)
     python benchmarks/technique_ablation.py latency configs/cpu/v2_ultra_ablation_dev.yaml \
-        --out docs/data/technique_ablation_dev.json --threads 1 --repeats 50
+        --out ../runs/technique_ablation_dev.json --threads 1 --repeats 50
 
 Every variant of a seed starts from the same point (teacher backbone, class prior, the seed's head
 initialisation and data order) and trains for the config's ``max_steps``: a comparison of what each
@@ -162,15 +164,17 @@ def _mean(rec: dict[str, Any]) -> float:
 
 
 def summarize(results: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Per variant (in first-seen order): mean and sample standard deviation over seeds of the dev AP
+    """Per variant (the registry config first, all five off last, the others as first seen): mean and sample standard deviation over seeds of the dev AP
     at each setting and of their mean, and the per-seed difference of that mean to the registry config
     (seeds where both ran)."""
     by_variant: dict[str, dict[int, dict[str, Any]]] = {}
     for r in results:
         by_variant.setdefault(r["variant"], {})[r["seed"]] = r
     ref = by_variant.get(REFERENCE, {})
+    order = sorted(by_variant, key=lambda v: (v != REFERENCE, v == "all five off"))  # stable: first-seen otherwise
     rows = []
-    for label, per_seed in by_variant.items():
+    for label in order:
+        per_seed = by_variant[label]
         recs = [per_seed[s] for s in sorted(per_seed)]
         row: dict[str, Any] = {"variant": label, "seeds": sorted(per_seed), "techniques": recs[0]["techniques"],
                                "ort_ms_640x480": recs[0]["ort_ms_640x480"]}
@@ -182,8 +186,39 @@ def summarize(results: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return rows
 
 
+def write_result(path: Path, config: str, runs: list[dict[str, Any]], rows: list[dict[str, Any]], load: str) -> None:
+    """``runs`` and their summary as a committed historical result of docs/results.py (its header
+    fields: command, commit, date, machine, versions)."""
+    import datetime
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "docs"))
+    from results import git_commit, machine, versions  # docs/results.py
+
+    cfg = TrainConfig.from_file(config)
+    rec = {"name": path.stem, "historical": True,
+           "command": f"python benchmarks/technique_ablation.py run {config} --seeds "
+                      f"{' '.join(str(s) for s in sorted({r['seed'] for r in runs}))} --dev ../dev --widerface "
+                      "../data/widerface --extra ../data/extra --out RUNS.json [--shard I/2]; "
+                      f"python benchmarks/technique_ablation.py report RUNS.json --config {config} --result {path}",
+           "git_commit": git_commit(), "date": datetime.date.today().isoformat(),
+           "machine": machine(1, load), "versions": versions(),
+           "weights": "historical: each run trains from the teacher's backbone (the authors' V1) and a fresh head; "
+                      "the runs are not kept",
+           "weights_sha256": {},
+           "data": {"schedule": {"image_size": cfg.image_size, "batch_size": cfg.batch_size, "steps": cfg.max_steps,
+                                 "lr": cfg.lr, "freeze_backbone": cfg.freeze_backbone},
+                    "runs": runs, "summary": rows}}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(rec, indent=1) + "\n", encoding="utf-8")
+
+
 def cmd_report(args: argparse.Namespace) -> int:
-    rows = summarize(_read(Path(args.out)))
+    runs = _read(Path(args.out))
+    rows = summarize(runs)
+    if args.result:
+        if not args.config:
+            raise SystemExit("--result needs --config (the schedule it records)")
+        write_result(Path(args.result), args.config, runs, rows, args.load)
     print("| variant | seeds | dev >= 50 px | >= 20 px | all | mean | mean - registry config, per seed | ORT ms |")
     print("|---|---:|---:|---:|---:|---:|---|---:|")
     for r in rows:
@@ -214,6 +249,10 @@ def main(argv: list[str] | None = None) -> int:
     lat.add_argument("--repeats", type=int, default=50)
     rep = sub.add_parser("report", help="print the table of --out")
     rep.add_argument("out")
+    rep.add_argument("--result", help="also write a docs/results.py result file here")
+    rep.add_argument("--config", help="the run config (recorded in the result file)")
+    rep.add_argument("--load", default="two runs at a time, one per core of the 2-core VM",
+                     help="what else ran on the machine (recorded in the result file)")
     args = ap.parse_args(argv)
     return {"run": cmd_run, "latency": cmd_latency, "report": cmd_report}[args.cmd](args)
 

@@ -422,6 +422,27 @@ def render_train_step_compile(rec: dict[str, Any]) -> str:
     return text
 
 
+def render_technique_ablation_dev(rec: dict[str, Any]) -> str:
+    d = rec["data"]
+    sched = d["schedule"]
+    names = ("attention_multiplication", "smart_feature_reuse", "progressive_enhancement",
+             "multi_scale_intelligence", "dynamic_weight_sharing")
+
+    def cell(r: dict[str, Any], k: str) -> str:
+        return f"{r[k]:.2f} ± {r[k + '_sd']:.2f}"
+
+    rows = [[r["variant"], " / ".join("on" if r["techniques"][n] else "off" for n in names), str(len(r["seeds"])),
+             *(cell(r, k) for k in ("large", "medium", "all", "mean")),
+             ", ".join(f"{x:+.2f}" for x in r["diff_to_reference"]) if r["variant"] != "registry default" else "-",
+             f"{r['ort_ms_640x480']:.1f}"] for r in d["summary"]]
+    return (f"Each run: {sched['steps']} steps of batch {sched['batch_size']} at {sched['image_size']} px from the "
+            f"teacher's backbone (frozen) and a fresh head, peak learning rate {sched['lr']:g}; dev AP of its last "
+            "step (mean ± standard deviation over the seeds).\n\n"
+            + md_table(["variant", "attention mult. / smart reuse / progressive / multi-scale / sharing gate", "seeds",
+                        "dev AP >= 50 px", ">= 20 px", "all", "mean of the three", "mean minus the registry config's, per seed",
+                        "ORT ms, 640x480"], "llrrrrrlr", rows) + "\n")
+
+
 def render_size_policy(rec: dict[str, Any]) -> str:
     d = rec["data"]
     rows = [["none (original size)" if c == "None" else ("**1024 (the default)**" if c == "1024" else c),
@@ -473,6 +494,7 @@ RESULTS: tuple[Result, ...] = (
     Result("train_step_levers", "docs/training.md", render_generic),
     Result("train_step_levers_s4", "docs/training.md", render_train_step_levers_s4),
     Result("train_step_compile", "docs/training.md", render_train_step_compile),
+    Result("technique_ablation_dev", "docs/training.md", render_technique_ablation_dev),
     Result("training_log", "docs/training.md", render_training_log),
     Result("dev_ablation", "docs/training.md", render_dev_ablation),
     Result("shared_machine", "docs/concepts.md", render_shared_machine),
