@@ -23,29 +23,15 @@ import time
 from pathlib import Path
 
 import cv2
-import numpy as np
 
 from featherface.train.ap import evaluate_widerface, write_predictions
 from featherface.train.data import load_image_bgr
+from featherface.train.second_labeller import create_yunet, yunet_faces
 from featherface.train.widerface_eval import fixed_subset, ground_truth_dir, val_images
 
 SCORE_THRESHOLD = 0.02
 NMS_THRESHOLD = 0.4
 TOP_K = 5000
-
-
-def yunet_boxes(detector: cv2.FaceDetectorYN, image: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """YuNet on one BGR ``uint8 [H, W, 3]`` image at its own size: ``boxes [N, 4]`` corners in pixels and
-    ``scores [N]``."""
-    h, w = image.shape[:2]
-    detector.setInputSize((w, h))
-    _, faces = detector.detect(image)
-    if faces is None or len(faces) == 0:
-        return np.zeros((0, 4), np.float32), np.zeros((0,), np.float32)
-    faces = np.asarray(faces, np.float32)
-    boxes = faces[:, :4].copy()
-    boxes[:, 2:] += boxes[:, :2]
-    return boxes, faces[:, -1].copy()
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -59,17 +45,18 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
 
     model = Path(args.model)
-    if not model.is_file():
-        raise SystemExit(f"no YuNet model file at {model}")
+    try:
+        detector = create_yunet(model, SCORE_THRESHOLD, NMS_THRESHOLD, TOP_K)
+    except FileNotFoundError as exc:
+        raise SystemExit(str(exc)) from None
     cv2.setNumThreads(args.threads)
-    detector = cv2.FaceDetectorYN.create(str(model), "", (320, 320), SCORE_THRESHOLD, NMS_THRESHOLD, TOP_K)
     files = fixed_subset(val_images(args.widerface), args.subset)
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(args.out or tmp)
         t0 = time.perf_counter()
         n_boxes = 0
         for path in files:
-            boxes, scores = yunet_boxes(detector, load_image_bgr(path))  # the loader featherface's own runs use
+            boxes, _, scores = yunet_faces(detector, load_image_bgr(path))  # the loader featherface's own runs use
             write_predictions(out / path.parent.name / f"{path.stem}.txt", path.stem, boxes, scores)
             n_boxes += len(boxes)
         seconds = time.perf_counter() - t0

@@ -10,6 +10,7 @@ import cv2
 import numpy as np
 import pytest
 
+from featherface.train.second_labeller import yunet_faces
 from tests.conftest import shared_file
 from tests.test_packaged_weights import ASTRONAUT, ASTRONAUT_FACE, _iou
 
@@ -34,7 +35,7 @@ def test_yunet_boxes_are_corners_on_the_face(shared: Path) -> None:
                                          script.NMS_THRESHOLD, script.TOP_K)
     image = cv2.imread(str(ASTRONAUT))
     before = image.copy()
-    boxes, scores = script.yunet_boxes(detector, image)
+    boxes, _, scores = yunet_faces(detector, image)
     assert np.array_equal(image, before)
     assert boxes.shape == (len(scores), 4) and boxes.dtype == np.float32
     best = int(np.argmax(scores))
@@ -42,7 +43,7 @@ def test_yunet_boxes_are_corners_on_the_face(shared: Path) -> None:
     assert _iou(tuple(boxes[best]), ASTRONAUT_FACE) > 0.5, boxes[best]
     assert np.all(boxes[:, 2] > boxes[:, 0]) and np.all(boxes[:, 3] > boxes[:, 1])
     blank = np.zeros((240, 320, 3), np.uint8)
-    empty_boxes, empty_scores = script.yunet_boxes(detector, blank)
+    empty_boxes, _, empty_scores = yunet_faces(detector, blank)
     assert empty_boxes.shape[1] == 4 and len(empty_boxes) == len(empty_scores)
 
 

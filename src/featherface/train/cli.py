@@ -1,5 +1,5 @@
 """Command-line entry points of the training stack: ``featherface train CONFIG``, ``featherface
-evaluate``, ``featherface pseudo-label`` and ``featherface export-checkpoint``.
+evaluate``, ``featherface pseudo-label``, ``featherface second-label`` and ``featherface export-checkpoint``.
 
 A command module like every other (see :mod:`featherface.cli`): it defines ``register(subparsers)``,
 declared for each of its commands in the ``featherface.commands`` entry-point group (pyproject.toml);
@@ -17,7 +17,7 @@ import logging
 import sys
 from pathlib import Path
 
-__all__ = ["register", "cmd_train", "cmd_evaluate", "cmd_pseudo_label", "cmd_export"]
+__all__ = ["register", "cmd_train", "cmd_evaluate", "cmd_pseudo_label", "cmd_second_label", "cmd_export"]
 
 logger = logging.getLogger(__name__)
 
@@ -75,6 +75,23 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p.add_argument("--threads", metavar="N", type=positive_int, help="CPU threads of the teacher")
     p.add_argument("--device", default="cpu")
     p.set_defaults(func=cmd_pseudo_label)
+
+    p = sub.add_parser("second-label", help="merge YuNet (OpenCV's face detector) into teacher pseudo-labels",
+                       description="Read a pseudo-label file (featherface pseudo-label --unlabelled) and write a "
+                                   "copy where teacher ignore regions that a confident YuNet face overlaps become "
+                                   "faces (YuNet's box and landmarks), and confident YuNet faces the teacher has "
+                                   "no label for become ignore regions (featherface.train.second_labeller). "
+                                   "Resumable.")
+    p.add_argument("--yunet", required=True, help="YuNet ONNX file (opencv_zoo face_detection_yunet)")
+    p.add_argument("--labels", required=True, help="input JSON lines file")
+    p.add_argument("--images", required=True, help="images root of the labels file")
+    p.add_argument("--out", required=True, help="output JSON lines file (appended to when it exists)")
+    p.add_argument("--min-score", type=float, default=0.8, help="YuNet score of a face it vouches for (default 0.8)")
+    p.add_argument("--match-iou", type=float, default=0.5,
+                   help="IoU at which a YuNet face and a teacher region are one face (default 0.5)")
+    p.add_argument("--max-side", type=int, default=2048, help="cap of YuNet's input, longer side (default 2048)")
+    p.add_argument("--threads", metavar="N", type=positive_int, default=1, help="OpenCV threads (default 1)")
+    p.set_defaults(func=cmd_second_label)
 
     p = sub.add_parser("export-checkpoint", help="training checkpoint -> Hub-ready weights folder")
     p.add_argument("checkpoint")
@@ -158,6 +175,19 @@ def cmd_pseudo_label(args: argparse.Namespace) -> int:
         stats = label_landmarks(teacher, samples, args.out, args.images, device=args.device)
     else:
         raise ValueError("pass --widerface-labels FILE or --unlabelled")
+    print(json.dumps(stats))
+    return 0
+
+
+def cmd_second_label(args: argparse.Namespace) -> int:
+    import cv2
+
+    from featherface.train.second_labeller import SecondLabelPolicy, create_yunet, relabel
+
+    policy = SecondLabelPolicy(min_score=args.min_score, match_iou=args.match_iou, max_side=args.max_side)
+    cv2.setNumThreads(args.threads)
+    stats = relabel(args.labels, args.images, create_yunet(args.yunet), args.out, policy=policy,
+                    progress=sys.stderr.isatty())
     print(json.dumps(stats))
     return 0
 

@@ -38,7 +38,7 @@ if TYPE_CHECKING:
     from featherface._api import FaceDetector
     from featherface.detection import Detection
 
-__all__ = ["TeacherLabelPolicy", "label_landmarks", "label_unlabelled", "teacher_labels", "teacher_landmarks_for_boxes"]
+__all__ = ["TeacherLabelPolicy", "check_not_val", "label_landmarks", "label_unlabelled", "teacher_labels", "teacher_landmarks_for_boxes"]
 
 logger = logging.getLogger(__name__)
 
@@ -145,7 +145,8 @@ def _load_for_teacher(path: Path, max_side: int | None) -> tuple[np.ndarray, int
     return img, h, w
 
 
-def _check_not_val(path: Path) -> None:
+def check_not_val(path: Path) -> None:
+    """Refuse an image whose folder says WIDER FACE val (the benchmark is never labelled or trained on)."""
     if any(part.lower() in ("wider_val", "val") for part in path.parts[-4:-1]):
         raise ValueError(f"{path}: refusing to pseudo-label a WIDER FACE val image (val is for evaluation only)")
 
@@ -171,7 +172,7 @@ def label_landmarks(
     stats = {"images": 0, "faces": 0, "found": 0}
     bar = progress_bar(len(samples), unit="img", enabled=progress)
     for s in samples:
-        _check_not_val(Path(s.image_path))
+        check_not_val(Path(s.image_path))
         img, h, w = _load_for_teacher(Path(s.image_path), max_side)
         need = ~s.has_landmarks
         landmarks = s.landmarks.copy()
@@ -315,7 +316,7 @@ def label_unlabelled(
             if bar is not None:
                 bar.update(1)
             path = Path(p)
-            _check_not_val(path)
+            check_not_val(path)
             rel = path.relative_to(root).as_posix()
             if rel in done:
                 stats["skipped_done"] += 1
