@@ -87,10 +87,10 @@ _V2_ULTRA = ModelConfig(
     bifpn_layers=2,
     ssh_groups=1,
     # "attention multiplication" (3 extra tied-weight CBAM rounds per backbone level, no parameters)
-    # is off to keep the latency. In the one-seed 3,200-crop ablation (docs/data/technique_ablation.json,
-    # docs/models.md) it gained +10.9 / +7.1 / +1.2 AP easy / medium / hard on the 500-image val subset
-    # for 1.28x the ONNX Runtime latency (27.0 vs 21.0 ms, 640x480, 1 thread; 1.23x in an earlier
-    # pass). Whether it stays off is to be settled on the dev split. The shipped weights use this config.
+    # is off: in the dev-split ablation (3 seeds, docs/data/technique_ablation_dev.json) it gained
+    # nothing and was the slowest graph. All five techniques off was ahead of this config on every
+    # seed, but the shipped weights were trained with the other four on and this config must match
+    # them; it changes with weights trained without them (docs/training.md).
     techniques=V2UltraTechniques(attention_multiplication=False),
     priors=PriorConfig(),
 )
