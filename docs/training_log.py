@@ -21,7 +21,7 @@ The log is ``docs/data/training_log.jsonl``; the next session appends to it.
         --extra ../data/extra
     # the dev rows of a model card: best (by the mean of the three settings) and last checkpoint of
     # every run logged before the choice, the weights folders, and which one ships
-    python docs/training_log.py candidates --ship s8_more_photos:600 --skip s9_continue s8r_all_people s10_unfrozen
+    python docs/training_log.py candidates --ship s8_more_photos:600 --skip s9_continue s8r_all_people s10_unfrozen s11_mask_sets
     # draw docs/training_log.png from the log
     python docs/training_log.py plot
     # write docs/data/training_log.json (the table docs/training.md shows; python docs/results.py renders it)

@@ -35,9 +35,9 @@ def test_candidates_keep_best_and_last_of_each_run() -> None:
 
 
 def test_packaged_card_rows_come_from_the_committed_log() -> None:
-    # the card of the packaged v2_ultra lists the runs scored before its choice; s9, s8r and s10 ran after
+    # the card of the packaged v2_ultra lists the runs scored before its choice; s9, s8r, s10 and s11 ran after
     tl = _module()
     card = json.loads((ROOT / "configs" / "cpu" / "v2_ultra_s8_card.json").read_text(encoding="utf-8"))
     rows = tl.candidates(tl.records(), {"stage": "s8_more_photos", "step": 600},
-                         {"s9_continue", "s8r_all_people", "s10_unfrozen"})
+                         {"s9_continue", "s8r_all_people", "s10_unfrozen", "s11_mask_sets"})
     assert rows == card["dev_results"]
